@@ -1,0 +1,3 @@
+module github.com/courierbus/courier
+
+go 1.25
