@@ -1,0 +1,228 @@
+package bus
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"reflect"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Bus is an event bus inside the host program: typed topics, rooms and
+// ack-tracked delivery. Make one with [New]; it is safe for concurrent use.
+type Bus struct {
+	cfg    busConfig
+	log    *slog.Logger
+	store  Store // durable positions; topic logs too when persist is set
+	persist bool
+
+	ctx    context.Context // ends at Close: parent of every handler context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+	closing atomic.Bool
+	closeOnce sync.Once
+	ownStore  *MemoryStore
+
+	mu     sync.RWMutex // guards topics, subs, trie, gen, durables, endpoints
+	topics map[string]*topicState
+	trie   trie
+	subs   map[*Subscription]struct{}
+	gen    atomic.Uint64 // bumped on every subscription change
+	durables map[[2]string]*Subscription
+	endpoints map[string]*endpointSet
+
+	roomMu  sync.RWMutex
+	rooms   map[string]*room
+	members map[string]*Member
+}
+
+// New returns a running bus. With no options it keeps everything in memory:
+// each topic has a history ring of 1024 messages and durable consumer
+// positions live in a [MemoryStore].
+func New(opts ...Option) (*Bus, error) {
+	cfg := busConfig{
+		dedupe: 2 * time.Minute,
+		topic:  topicConfig{historyLen: 1024, codec: JSON},
+		shutdownTick: 5 * time.Millisecond,
+	}
+	for _, o := range opts {
+		o.applyBus(&cfg)
+	}
+	if cfg.topic.historyLen < 1 || cfg.topic.historyAge < 0 || cfg.dedupe < 0 {
+		return nil, fmt.Errorf("%w: history length must be at least 1, ages and windows not negative", ErrInvalidOption)
+	}
+	b := &Bus{
+		cfg:       cfg,
+		log:       cfg.logger,
+		topics:    make(map[string]*topicState),
+		subs:      make(map[*Subscription]struct{}),
+		durables:  make(map[[2]string]*Subscription),
+		endpoints: make(map[string]*endpointSet),
+		rooms:     make(map[string]*room),
+		members:   make(map[string]*Member),
+	}
+	if b.log == nil {
+		b.log = slog.New(slog.DiscardHandler)
+	}
+	if cfg.store != nil {
+		b.store, b.persist = cfg.store, true
+	} else {
+		b.ownStore = NewMemoryStore()
+		b.store = b.ownStore
+	}
+	b.ctx, b.cancel = context.WithCancel(context.Background())
+	return b, nil
+}
+
+// Close stops the bus at once: queued and in-flight deliveries are
+// abandoned (at-least-once messages stay in history and durable consumers
+// keep their positions), blocked publishers return [ErrClosed], and Close
+// returns after every goroutine the bus started has ended. Afterwards every
+// operation returns ErrClosed. Close may be called more than once; later
+// calls return nil. It does not close a Store given with [WithStore].
+func (b *Bus) Close() error {
+	b.closeOnce.Do(func() {
+		b.closing.Store(true)
+		b.cancel()
+		b.mu.Lock()
+		subs := make([]*Subscription, 0, len(b.subs))
+		for s := range b.subs {
+			subs = append(subs, s)
+		}
+		b.mu.Unlock()
+		for _, s := range subs {
+			s.end(nil)
+		}
+		b.mu.Lock()
+		eps := b.endpoints
+		b.endpoints = map[string]*endpointSet{}
+		b.mu.Unlock()
+		for _, set := range eps {
+			for _, h := range set.list() {
+				h.stop()
+			}
+		}
+	})
+	b.wg.Wait()
+	if b.ownStore != nil {
+		b.ownStore.Close()
+	}
+	return nil
+}
+
+// Shutdown stops accepting publishes (they return [ErrClosed]), waits until
+// every subscription has handled what it had queued, then closes the bus.
+// If ctx ends first, Shutdown closes the bus at once and returns ctx.Err().
+func (b *Bus) Shutdown(ctx context.Context) error {
+	b.closing.Store(true)
+	t := time.NewTicker(b.cfg.shutdownTick)
+	defer t.Stop()
+	for !b.idle() {
+		select {
+		case <-ctx.Done():
+			b.Close()
+			return ctx.Err()
+		case <-b.ctx.Done():
+			b.Close()
+			return nil
+		case <-t.C:
+		}
+	}
+	return b.Close()
+}
+
+// idle reports whether no subscription has queued or in-flight messages.
+func (b *Bus) idle() bool {
+	b.mu.RLock()
+	defer b.mu.RUnlock()
+	for s := range b.subs {
+		if s.busy() {
+			return false
+		}
+	}
+	return true
+}
+
+// Done returns a channel that is closed when the bus begins to close.
+func (b *Bus) Done() <-chan struct{} { return b.ctx.Done() }
+
+func (b *Bus) closed() bool { return b.closing.Load() }
+
+// binding ties a topic name to a Go type.
+type binding struct {
+	typ       reflect.Type
+	codec     Codec
+	fromBytes func(ts *topicState, data []byte) (*entry, error)
+}
+
+// topic returns the state of name, creating it. bind, if not nil, binds the
+// topic's type; cfg is used only when the topic is created.
+func (b *Bus) topic(ctx context.Context, name string, tcfg *topicConfig, bind *binding) (*topicState, error) {
+	b.mu.RLock()
+	ts := b.topics[name]
+	b.mu.RUnlock()
+	if ts == nil {
+		cfg := b.cfg.topic
+		if tcfg != nil {
+			cfg = *tcfg
+		}
+		var err error
+		ts, err = b.createTopic(ctx, name, cfg)
+		if err != nil {
+			return nil, err
+		}
+	}
+	if bind != nil {
+		if err := ts.bindType(bind); err != nil {
+			return nil, err
+		}
+	}
+	return ts, nil
+}
+
+func (b *Bus) createTopic(ctx context.Context, name string, cfg topicConfig) (*topicState, error) {
+	persisted := b.persist && !cfg.ephemeral && !reserved(name) || b.persist && isDeadLetter(name)
+	var st TopicState
+	if persisted {
+		var err error
+		if st, err = b.store.Topic(ctx, name); err != nil {
+			return nil, fmt.Errorf("bus: open topic %q: %w", name, err)
+		}
+	} else {
+		st.Epoch = newEpoch()
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.closed() {
+		return nil, ErrClosed
+	}
+	if ts := b.topics[name]; ts != nil {
+		return ts, nil
+	}
+	ts := newTopicState(b, name, cfg, st, persisted)
+	if persisted && b.cfg.dedupe > 0 {
+		if err := ts.loadDedupe(ctx); err != nil {
+			return nil, err
+		}
+	}
+	b.topics[name] = ts
+	return ts, nil
+}
+
+// matches returns the current match set of ts, recomputing it when a
+// subscription changed since it was cached.
+func (b *Bus) matches(ts *topicState) *matchSet {
+	gen := b.gen.Load()
+	if ms := ts.match.Load(); ms != nil && ms.gen == gen {
+		return ms
+	}
+	b.mu.RLock()
+	gen = b.gen.Load()
+	subs := b.trie.match(ts.name, nil)
+	b.mu.RUnlock()
+	ms := newMatchSet(gen, subs)
+	ts.match.Store(ms)
+	return ms
+}

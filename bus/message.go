@@ -1,0 +1,185 @@
+package bus
+
+import (
+	"context"
+	"sync"
+	"time"
+)
+
+// entry is one published message as the bus holds it. It is written before
+// it is dispatched and read-only afterwards, except for its lazily made
+// bytes.
+type entry struct {
+	topic        *topicState
+	seq          uint64
+	time         time.Time
+	publisherID  string
+	headers      map[string]string
+	to, except   []string
+	exceptMember string
+	val          valuer
+
+	once sync.Once
+	data []byte
+	err  error
+}
+
+// valuer gives access to an entry's value whatever its type; the typed
+// entry behind it is reached by a type assertion on the hot path.
+type valuer interface {
+	anyValue() any
+}
+
+type valueEntry[T any] struct {
+	entry
+	v T
+}
+
+func (e *valueEntry[T]) anyValue() any { return e.v }
+
+// newEntry returns an entry holding v.
+func newEntry[T any](ts *topicState, v T) *entry {
+	te := &valueEntry[T]{v: v}
+	te.entry.topic = ts
+	te.entry.val = te
+	return &te.entry
+}
+
+// bytes encodes the value once and shares the result with every caller.
+func (e *entry) bytes() ([]byte, error) {
+	e.once.Do(func() {
+		if e.data == nil {
+			e.data, e.err = e.topic.codecOf().Encode(e.val.anyValue())
+		}
+	})
+	return e.data, e.err
+}
+
+// valueOf returns e's value as a T: directly when e holds a T, decoded from
+// its bytes otherwise (a topic that was raw before it was typed).
+func valueOf[T any](e *entry) (T, error) {
+	if te, ok := e.val.(*valueEntry[T]); ok {
+		return te.v, nil
+	}
+	var v T
+	data, err := e.bytes()
+	if err == nil {
+		err = e.topic.codecOf().Decode(data, &v)
+	}
+	return v, err
+}
+
+// Message is one delivery of a message to a handler. Value is the published
+// value; the methods describe the message and, under [ManualAck], settle
+// it. A Message is valid after the handler returns; under ManualAck it may
+// be handed to another goroutine until it is settled.
+type Message[T any] struct {
+	Value T
+
+	e       *entry
+	attempt int
+	d       *delivery
+}
+
+// Topic returns the topic the message was published to.
+func (m Message[T]) Topic() string { return m.e.topic.name }
+
+// Seq returns the message's sequence number in its topic (0 for a volatile
+// publish).
+func (m Message[T]) Seq() uint64 { return m.e.seq }
+
+// Position returns the message's stream position.
+func (m Message[T]) Position() Position { return Position{Epoch: m.e.topic.epoch, Seq: m.e.seq} }
+
+// Time returns when the message was published.
+func (m Message[T]) Time() time.Time { return m.e.time }
+
+// PublisherID returns the publisher's de-duplication id, or "".
+func (m Message[T]) PublisherID() string { return m.e.publisherID }
+
+// Header returns the value of header k, or "".
+func (m Message[T]) Header(k string) string { return m.e.headers[k] }
+
+// Headers returns the message's headers. The map is shared: do not change it.
+func (m Message[T]) Headers() map[string]string { return m.e.headers }
+
+// Rooms returns the rooms the message was addressed to with [To], or nil.
+func (m Message[T]) Rooms() []string { return m.e.to }
+
+// Attempt returns which delivery attempt this is, from 1.
+func (m Message[T]) Attempt() int { return m.attempt }
+
+// Data returns the encoded value. It is encoded at most once per message
+// and shared with every other consumer of its bytes; do not change it.
+func (m Message[T]) Data() ([]byte, error) { return m.e.bytes() }
+
+// Ack acknowledges the message. ManualAck subscriptions only.
+func (m Message[T]) Ack() error { return m.d.settle(outcome{kind: outAck}) }
+
+// Nack reports a failed attempt: the message is redelivered after delay (or
+// after the subscription's backoff when delay is 0), or dead-lettered when
+// it has had its MaxDeliver attempts. ManualAck subscriptions only.
+func (m Message[T]) Nack(delay time.Duration) error {
+	return m.d.settle(outcome{kind: outNack, delay: delay})
+}
+
+// Term gives up on the message: no redelivery, no dead letter. ManualAck
+// subscriptions only.
+func (m Message[T]) Term() error { return m.d.settle(outcome{kind: outTerm}) }
+
+// InProgress tells the bus the handler is still at work: the AckWait
+// deadline starts again. ManualAck subscriptions only.
+func (m Message[T]) InProgress() error {
+	if m.d == nil {
+		return ErrNotManual
+	}
+	select {
+	case m.d.touch <- struct{}{}:
+	default:
+	}
+	return nil
+}
+
+// delivery is a ManualAck message in flight.
+type delivery struct {
+	once sync.Once
+	out  chan outcome // buffered 1
+	touch chan struct{}
+}
+
+type outcomeKind uint8
+
+const (
+	outAck outcomeKind = iota + 1
+	outNack
+	outTerm
+	outFail // the handler returned an error or panicked
+)
+
+type outcome struct {
+	kind  outcomeKind
+	delay time.Duration
+	err   error
+}
+
+func (d *delivery) settle(o outcome) error {
+	if d == nil {
+		return ErrNotManual
+	}
+	err := ErrAlreadyAcked
+	d.once.Do(func() {
+		d.out <- o
+		err = nil
+	})
+	return err
+}
+
+// handlerKey marks a handler's context with its subscription, so that a
+// handler publishing into its own full queue gets ErrQueueFull rather than
+// a deadlock.
+type handlerKey struct{}
+
+func handlerSub(ctx context.Context) *Subscription {
+	s, _ := ctx.Value(handlerKey{}).(*Subscription)
+	return s
+}

@@ -1,0 +1,372 @@
+package bus
+
+import (
+	"fmt"
+	"log/slog"
+	"time"
+)
+
+// Option configures a [Bus] in [New].
+type Option interface{ applyBus(*busConfig) }
+
+// TopicOption configures a topic in [NewTopic] and [NewEndpoint]. A
+// [HistoryOption] also serves as a bus-wide default in [New].
+type TopicOption interface{ applyTopic(*topicConfig) }
+
+// PublishOption configures one Publish.
+type PublishOption interface{ applyPublish(*publishConfig) }
+
+// SubscribeOption configures one Subscribe.
+type SubscribeOption interface{ applySubscribe(*subscribeConfig) }
+
+// DeliveryOption is accepted by both Publish and Subscribe.
+type DeliveryOption interface {
+	PublishOption
+	SubscribeOption
+}
+
+// HistoryOption is accepted by both New (the default for every topic) and
+// NewTopic (one topic).
+type HistoryOption interface {
+	Option
+	TopicOption
+}
+
+type busConfig struct {
+	logger      *slog.Logger
+	store       Store
+	topic       topicConfig
+	dedupe      time.Duration
+	maxTopics   int
+	shutdownTick time.Duration
+}
+
+type topicConfig struct {
+	historyLen int
+	historyAge time.Duration
+	codec      Codec
+	ephemeral  bool
+}
+
+type publishConfig struct {
+	volatile     bool
+	to, except   []string
+	exceptMember string
+	publisherID  string
+	headers      map[string]string
+}
+
+// Policy is what a subscription does when its queue is full.
+type Policy uint8
+
+const (
+	// Block makes the publisher wait, within its context, until the queue
+	// has room. The default for at-least-once subscriptions.
+	Block Policy = iota + 1
+	// DropOldest discards the oldest queued message to make room. Volatile
+	// subscriptions only.
+	DropOldest
+	// DropNewest discards the message being published. Volatile
+	// subscriptions only, and their default.
+	DropNewest
+	// Disconnect ends the subscription with [ErrSlowConsumer]. For
+	// at-least-once delivery nothing is lost: a durable consumer or a
+	// bridge session resumes from history.
+	Disconnect
+)
+
+func (p Policy) String() string {
+	switch p {
+	case Block:
+		return "block"
+	case DropOldest:
+		return "drop-oldest"
+	case DropNewest:
+		return "drop-newest"
+	case Disconnect:
+		return "disconnect"
+	}
+	return fmt.Sprintf("Policy(%d)", uint8(p))
+}
+
+type subscribeConfig struct {
+	volatile    bool
+	ackWait     time.Duration
+	maxDeliver  int
+	backoff     func(attempt int) time.Duration
+	maxInFlight int
+	queueSize   int
+	policy      Policy
+	group       string
+	durable     string
+	start       Start
+	owner       *Member
+	manual      bool
+	onEnd       func(error)
+}
+
+// ---- bus options
+
+type loggerOpt struct{ l *slog.Logger }
+
+func (o loggerOpt) applyBus(c *busConfig) { c.logger = o.l }
+
+// WithLogger sends the bus's logs (recovered panics, dead letters, store
+// errors) to l. By default they are discarded.
+func WithLogger(l *slog.Logger) Option { return loggerOpt{l} }
+
+type storeOpt struct{ s Store }
+
+func (o storeOpt) applyBus(c *busConfig) { c.store = o.s }
+
+// WithStore keeps every topic's log and every durable consumer's position in
+// s, so they outlive the process when s does (see package persist). Topics
+// made with [Ephemeral] stay in memory. The bus does not close s. Without it,
+// history is an in-memory ring per topic and durable positions live in a
+// [MemoryStore].
+func WithStore(s Store) Option { return storeOpt{s} }
+
+type dedupeOpt struct{ d time.Duration }
+
+func (o dedupeOpt) applyBus(c *busConfig) { c.dedupe = o.d }
+
+// WithDedupeWindow sets how long a [PublisherID] is remembered: a second
+// publish with the same id on the same topic within d returns the first
+// one's sequence number and delivers nothing. Default 2 minutes.
+func WithDedupeWindow(d time.Duration) Option { return dedupeOpt{d} }
+
+type historyOpt struct {
+	n   int
+	age time.Duration
+}
+
+func (o historyOpt) applyBus(c *busConfig)     { o.applyTopic(&c.topic) }
+func (o historyOpt) applyTopic(c *topicConfig) { c.historyLen, c.historyAge = o.n, o.age }
+
+// History bounds the in-memory history ring of a topic (or, given to New, of
+// every topic) to the newest n messages that are no older than age (0: no
+// age limit). Default 1024 messages, no age limit. With a Store, the ring is
+// a cache in front of the store's log and n may be small.
+func History(n int, age time.Duration) HistoryOption { return historyOpt{n, age} }
+
+// ---- topic options
+
+type codecOpt struct{ c Codec }
+
+func (o codecOpt) applyTopic(c *topicConfig) { c.codec = o.c }
+
+// WithCodec sets how the topic's values become bytes (for a store, a bridge
+// or a wildcard subscriber's Data). Default [JSON].
+func WithCodec(c Codec) TopicOption { return codecOpt{c} }
+
+type ephemeralOpt struct{}
+
+func (ephemeralOpt) applyTopic(c *topicConfig) { c.ephemeral = true }
+
+// Ephemeral keeps a topic's history in memory even when the bus has a Store.
+func Ephemeral() TopicOption { return ephemeralOpt{} }
+
+// ---- publish and subscribe options
+
+type volatileOpt struct{}
+
+func (volatileOpt) applyPublish(c *publishConfig)     { c.volatile = true }
+func (volatileOpt) applySubscribe(c *subscribeConfig) { c.volatile = true }
+
+// Volatile asks for at-most-once delivery. On Publish: the message gets no
+// sequence number (Publish returns 0), is not kept in history and is handed
+// only to subscriptions with room for it now. On Subscribe: messages are
+// never retried and are dropped when the queue is full (DropNewest unless
+// [OnFull] says otherwise).
+func Volatile() DeliveryOption { return volatileOpt{} }
+
+type toOpt struct{ rooms []string }
+
+func (o toOpt) applyPublish(c *publishConfig) { c.to = append(c.to, o.rooms...) }
+
+// To addresses the message to the members of these rooms: it reaches the
+// matching subscriptions owned by a member of any of them, once each.
+// Subscriptions without an owner receive no addressed message.
+func To(rooms ...string) PublishOption { return toOpt{rooms} }
+
+type exceptOpt struct{ rooms []string }
+
+func (o exceptOpt) applyPublish(c *publishConfig) { c.except = append(c.except, o.rooms...) }
+
+// Except keeps the message from the subscriptions of members in any of
+// these rooms.
+func Except(rooms ...string) PublishOption { return exceptOpt{rooms} }
+
+type exceptMemberOpt struct{ id string }
+
+func (o exceptMemberOpt) applyPublish(c *publishConfig) { c.exceptMember = o.id }
+
+// ExceptMember keeps the message from the subscriptions of one member,
+// typically the sender.
+func ExceptMember(id string) PublishOption { return exceptMemberOpt{id} }
+
+type publisherIDOpt struct{ id string }
+
+func (o publisherIDOpt) applyPublish(c *publishConfig) { c.publisherID = o.id }
+
+// PublisherID sets the message's de-duplication id (see [WithDedupeWindow]).
+func PublisherID(id string) PublishOption { return publisherIDOpt{id} }
+
+type headersOpt struct{ h map[string]string }
+
+func (o headersOpt) applyPublish(c *publishConfig) { c.headers = o.h }
+
+// Headers attaches h to the message. The bus keeps h as it is: do not change
+// it after Publish.
+func Headers(h map[string]string) PublishOption { return headersOpt{h} }
+
+type ackWaitOpt struct{ d time.Duration }
+
+func (o ackWaitOpt) applySubscribe(c *subscribeConfig) { c.ackWait = o.d }
+
+// AckWait sets how long a delivery may stay unacknowledged before it is
+// redelivered. The handler's context ends at this deadline. Default 30s.
+func AckWait(d time.Duration) SubscribeOption { return ackWaitOpt{d} }
+
+type maxDeliverOpt struct{ n int }
+
+func (o maxDeliverOpt) applySubscribe(c *subscribeConfig) { c.maxDeliver = o.n }
+
+// MaxDeliver sets how many times a message is tried before it goes to the
+// dead-letter topic. Default 5.
+func MaxDeliver(n int) SubscribeOption { return maxDeliverOpt{n} }
+
+type backoffOpt struct{ f func(int) time.Duration }
+
+func (o backoffOpt) applySubscribe(c *subscribeConfig) { c.backoff = o.f }
+
+// Backoff sets the wait before redelivery attempt n+1 after attempt n
+// failed. Default: 100ms doubling per attempt, at most 5s.
+func Backoff(f func(attempt int) time.Duration) SubscribeOption { return backoffOpt{f} }
+
+// ExponentialBackoff returns a backoff of base doubling per attempt, capped
+// at limit.
+func ExponentialBackoff(base, limit time.Duration) func(attempt int) time.Duration {
+	return func(attempt int) time.Duration {
+		d := base
+		for i := 1; i < attempt && d < limit; i++ {
+			d *= 2
+		}
+		return min(d, limit)
+	}
+}
+
+type maxInFlightOpt struct{ n int }
+
+func (o maxInFlightOpt) applySubscribe(c *subscribeConfig) { c.maxInFlight = o.n }
+
+// MaxInFlight sets how many messages the subscription handles at once.
+// Default 1: messages arrive in sequence order and a redelivery of n comes
+// before n+1. Above 1 the handler runs on n goroutines and order is not
+// kept.
+func MaxInFlight(n int) SubscribeOption { return maxInFlightOpt{n} }
+
+type queueSizeOpt struct{ n int }
+
+func (o queueSizeOpt) applySubscribe(c *subscribeConfig) { c.queueSize = o.n }
+
+// QueueSize bounds the subscription's queue. Default 1024.
+func QueueSize(n int) SubscribeOption { return queueSizeOpt{n} }
+
+type onFullOpt struct{ p Policy }
+
+func (o onFullOpt) applySubscribe(c *subscribeConfig) { c.policy = o.p }
+
+// OnFull sets what happens when the queue is full. Defaults: [Block] for
+// at-least-once, [DropNewest] for volatile subscriptions.
+func OnFull(p Policy) SubscribeOption { return onFullOpt{p} }
+
+type groupOpt struct{ g string }
+
+func (o groupOpt) applySubscribe(c *subscribeConfig) { c.group = o.g }
+
+// Queue puts the subscription in queue group g: each message goes to one
+// member of the group (round robin over those with room).
+func Queue(g string) SubscribeOption { return groupOpt{g} }
+
+type durableOpt struct{ name string }
+
+func (o durableOpt) applySubscribe(c *subscribeConfig) { c.durable = o.name }
+
+// Durable names the consumer: its acknowledged position and unacknowledged
+// set outlive the subscription (and, with a persistent Store, the process).
+// Subscribing again with the same name resumes after the last acknowledged
+// message and redelivers every unacknowledged one. Exact topics only.
+func Durable(name string) SubscribeOption { return durableOpt{name} }
+
+type ownerOpt struct{ m *Member }
+
+func (o ownerOpt) applySubscribe(c *subscribeConfig) { c.owner = o.m }
+
+// Owner makes member m the subscription's owner: messages addressed with
+// [To] and [Except] are filtered by m's rooms, and the subscription ends
+// when m is removed.
+func Owner(m *Member) SubscribeOption { return ownerOpt{m} }
+
+type manualOpt struct{}
+
+func (manualOpt) applySubscribe(c *subscribeConfig) { c.manual = true }
+
+// ManualAck leaves acknowledgement to the handler: returning nil does not
+// acknowledge, and the message stays in flight until [Message.Ack],
+// [Message.Nack], [Message.Term] or AckWait. Returning an error still
+// counts as a failed attempt.
+func ManualAck() SubscribeOption { return manualOpt{} }
+
+type onEndOpt struct{ f func(error) }
+
+func (o onEndOpt) applySubscribe(c *subscribeConfig) { c.onEnd = o.f }
+
+// OnEnd calls f once when the subscription ends, with nil after Unsubscribe
+// or Close and with the cause otherwise ([ErrSlowConsumer],
+// [ErrMemberRemoved]). f runs on the subscription's goroutine, after its
+// last delivery.
+func OnEnd(f func(err error)) SubscribeOption { return onEndOpt{f} }
+
+// Start is where a subscription begins in its topic's stream.
+type Start struct {
+	kind uint8
+	seq  uint64
+	pos  Position
+	t    time.Time
+}
+
+const (
+	startNew uint8 = iota
+	startFirst
+	startSeq
+	startTime
+	startAfter
+)
+
+func (s Start) applySubscribe(c *subscribeConfig) { c.start = s }
+
+// StartNew begins with the next message published. The default.
+func StartNew() Start { return Start{kind: startNew} }
+
+// StartFirst begins with the oldest message the history holds.
+func StartFirst() Start { return Start{kind: startFirst} }
+
+// StartSeq begins with sequence number seq; it fails with [ErrNotCovered]
+// if the history no longer holds seq.
+func StartSeq(seq uint64) Start { return Start{kind: startSeq, seq: seq} }
+
+// StartTime begins with the first message published at or after t that the
+// history holds.
+func StartTime(t time.Time) Start { return Start{kind: startTime, t: t} }
+
+// StartAfter resumes after position p: every later message, in order, or
+// [ErrNotCovered] when p's epoch is not the topic's or the history no longer
+// reaches back to it.
+func StartAfter(p Position) Start { return Start{kind: startAfter, pos: p} }
+
+// Position is a place in a topic's stream: its epoch and a sequence number.
+type Position struct {
+	Epoch uint64 `json:"epoch"`
+	Seq   uint64 `json:"seq"`
+}

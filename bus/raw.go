@@ -1,0 +1,77 @@
+package bus
+
+import (
+	"context"
+	"fmt"
+)
+
+// Subscribe calls h for every message on the topics matching pattern, which
+// may hold the wildcards '*' and '>'. The message's Value is the published
+// Go value (a json.RawMessage for topics that have no Go type) and Data
+// returns its bytes. Options are those of [Topic.Subscribe]; durable names
+// and start positions need an exact topic name.
+func (b *Bus) Subscribe(pattern string, h func(ctx context.Context, m Message[any]) error, opts ...SubscribeOption) (*Subscription, error) {
+	if err := ValidatePattern(pattern); err != nil {
+		return nil, err
+	}
+	deliver := func(ctx context.Context, e *entry, attempt int, d *delivery) error {
+		return h(ctx, Message[any]{Value: e.val.anyValue(), e: e, attempt: attempt, d: d})
+	}
+	var ts *topicState
+	if !isPattern(pattern) {
+		var err error
+		if ts, err = b.topic(context.Background(), pattern, nil, nil); err != nil {
+			return nil, err
+		}
+	}
+	return b.subscribe(pattern, ts, deliver, opts)
+}
+
+// PublishRaw publishes encoded bytes to topic, for callers that have bytes
+// rather than a Go value (a bridge, a replay). When the topic is bound to a
+// Go type by [NewTopic], data must decode into it ([ErrTypeMismatch]
+// otherwise); when it is not, data must be JSON and subscribers get it as a
+// json.RawMessage. The bus keeps data: do not change it afterwards.
+// Otherwise it behaves as [Topic.Publish].
+func (b *Bus) PublishRaw(ctx context.Context, topic string, data []byte, opts ...PublishOption) (uint64, error) {
+	if b.closed() {
+		return 0, ErrClosed
+	}
+	if err := ValidateTopic(topic); err != nil {
+		return 0, err
+	}
+	if reserved(topic) {
+		return 0, fmt.Errorf("%w: %q is reserved for the bus", ErrInvalidTopic, topic)
+	}
+	ts, err := b.topic(ctx, topic, nil, nil)
+	if err != nil {
+		return 0, err
+	}
+	e, err := ts.rawEntry(data)
+	if err != nil {
+		return 0, err
+	}
+	var pc publishConfig
+	for _, o := range opts {
+		o.applyPublish(&pc)
+	}
+	return ts.publish(ctx, e, &pc)
+}
+
+// Position returns the current end of topic's stream: its epoch and the
+// last sequence number published (0 when none).
+func (b *Bus) Position(ctx context.Context, topic string) (Position, error) {
+	if b.closed() {
+		return Position{}, ErrClosed
+	}
+	if err := ValidateTopic(topic); err != nil {
+		return Position{}, err
+	}
+	ts, err := b.topic(ctx, topic, nil, nil)
+	if err != nil {
+		return Position{}, err
+	}
+	ts.pubMu.Lock()
+	defer ts.pubMu.Unlock()
+	return Position{Epoch: ts.epoch, Seq: ts.last}, nil
+}

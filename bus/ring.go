@@ -1,0 +1,94 @@
+package bus
+
+import (
+	"sync"
+	"time"
+)
+
+// ring is a topic's in-memory history: the newest entries, bounded by count
+// and age, with consecutive sequence numbers.
+type ring struct {
+	mu     sync.RWMutex
+	buf    []*entry
+	head   int    // index of the oldest entry
+	n      int    // entries held
+	first  uint64 // seq of the oldest entry; the next seq when empty
+	maxAge time.Duration
+}
+
+func (r *ring) init(size int, maxAge time.Duration, next uint64) {
+	r.buf = make([]*entry, size)
+	r.maxAge = maxAge
+	r.first = next
+}
+
+func (r *ring) push(e *entry) {
+	r.mu.Lock()
+	if r.n == len(r.buf) {
+		r.buf[r.head] = nil
+		r.head = (r.head + 1) % len(r.buf)
+		r.n--
+		r.first++
+	}
+	if r.n == 0 {
+		r.first = e.seq
+	}
+	r.buf[(r.head+r.n)%len(r.buf)] = e
+	r.n++
+	r.expire(e.time)
+	r.mu.Unlock()
+}
+
+// expire drops entries older than maxAge. Caller holds mu for writing.
+func (r *ring) expire(now time.Time) {
+	if r.maxAge <= 0 {
+		return
+	}
+	for r.n > 0 && now.Sub(r.buf[r.head].time) > r.maxAge {
+		r.buf[r.head] = nil
+		r.head = (r.head + 1) % len(r.buf)
+		r.n--
+		r.first++
+	}
+}
+
+// read appends up to limit entries from seq from on. ok is false when from
+// is older than the oldest entry held.
+func (r *ring) read(from uint64, limit int, out []*entry) (_ []*entry, ok bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.expire(time.Now())
+	if from < r.first {
+		return out, false
+	}
+	for i := int(from - r.first); i < r.n && limit > 0; i++ {
+		out = append(out, r.buf[(r.head+i)%len(r.buf)])
+		limit--
+	}
+	return out, true
+}
+
+// bounds returns the first seq held and the number of entries.
+func (r *ring) bounds() (first uint64, n int) {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	return r.first, r.n
+}
+
+// seqAt returns the seq of the first entry at or after t, the next seq when
+// none is, and ok false when t is before the oldest entry's time and the
+// ring may have lost older ones.
+func (r *ring) seqAt(t time.Time) uint64 {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	lo, hi := 0, r.n
+	for lo < hi {
+		mid := (lo + hi) / 2
+		if r.buf[(r.head+mid)%len(r.buf)].time.Before(t) {
+			lo = mid + 1
+		} else {
+			hi = mid
+		}
+	}
+	return r.first + uint64(lo)
+}

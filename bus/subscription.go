@@ -1,0 +1,671 @@
+package bus
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Subscription is a running subscription. Its methods are safe for
+// concurrent use.
+type Subscription struct {
+	b       *Bus
+	pattern string
+	ts      *topicState // the exact topic, nil for a wildcard pattern
+	cfg     subscribeConfig
+	deliver func(ctx context.Context, e *entry, attempt int, d *delivery) error
+	ctx     context.Context
+	cancel  context.CancelFunc
+	done    chan struct{}
+	workers atomic.Int32
+
+	mu        sync.Mutex
+	cond      sync.Cond
+	q         []*entry // live queue: q[qh:]
+	qh        int
+	backlog   []*entry // history being caught up
+	cursor    uint64   // next seq to read from history
+	liveStart uint64   // first seq that arrives live; history below it
+	skipBelow uint64   // live entries below it are not delivered
+	loading   bool
+	inFlight  int
+	room      chan struct{} // closed when the queue has room again
+	ending    bool
+	endErr    error
+	durable   *durableState
+
+	stats subCounters
+}
+
+type durableState struct {
+	floor     uint64
+	delivered uint64
+	acked     map[uint64]struct{}
+}
+
+func (b *Bus) subscribe(pattern string, ts *topicState, deliver func(context.Context, *entry, int, *delivery) error, opts []SubscribeOption) (*Subscription, error) {
+	if b.closed() {
+		return nil, ErrClosed
+	}
+	cfg := subscribeConfig{
+		ackWait:     30 * time.Second,
+		maxDeliver:  5,
+		backoff:     ExponentialBackoff(100*time.Millisecond, 5*time.Second),
+		maxInFlight: 1,
+		queueSize:   1024,
+	}
+	for _, o := range opts {
+		o.applySubscribe(&cfg)
+	}
+	if cfg.policy == 0 {
+		cfg.policy = Block
+		if cfg.volatile {
+			cfg.policy = DropNewest
+		}
+	}
+	switch {
+	case cfg.ackWait <= 0 || cfg.maxDeliver < 1 || cfg.maxInFlight < 1 || cfg.queueSize < 1 || cfg.backoff == nil:
+		return nil, fmt.Errorf("%w: AckWait, MaxDeliver, MaxInFlight and QueueSize must be positive", ErrInvalidOption)
+	case (cfg.policy == DropOldest || cfg.policy == DropNewest) && !cfg.volatile:
+		return nil, fmt.Errorf("%w: %v is for volatile subscriptions", ErrInvalidOption, cfg.policy)
+	case cfg.policy > Disconnect:
+		return nil, fmt.Errorf("%w: policy %v", ErrInvalidOption, cfg.policy)
+	case ts == nil && (cfg.durable != "" || cfg.start.kind != startNew):
+		return nil, fmt.Errorf("%w: durable names and start positions need an exact topic, not %q", ErrInvalidOption, pattern)
+	case cfg.durable != "" && cfg.volatile:
+		return nil, fmt.Errorf("%w: a durable consumer cannot be volatile", ErrInvalidOption)
+	case cfg.owner != nil && cfg.owner.removed():
+		return nil, ErrMemberRemoved
+	}
+	if cfg.durable != "" {
+		if err := ValidateTopic(cfg.durable); err != nil {
+			return nil, fmt.Errorf("%w: durable name: %v", ErrInvalidOption, err)
+		}
+	}
+	s := &Subscription{b: b, pattern: pattern, ts: ts, cfg: cfg, deliver: deliver, done: make(chan struct{})}
+	s.cond.L = &s.mu
+	s.ctx, s.cancel = context.WithCancel(context.WithValue(b.ctx, handlerKey{}, s))
+	if err := s.attach(); err != nil {
+		s.cancel()
+		return nil, err
+	}
+	if m := cfg.owner; m != nil && !m.own(s) {
+		s.end(ErrMemberRemoved)
+	}
+	return s, nil
+}
+
+// attach decides where the subscription starts and registers it, so that
+// nothing published meanwhile is missed or seen twice.
+func (s *Subscription) attach() error {
+	b, ts := s.b, s.ts
+	if ts != nil {
+		ts.pubMu.Lock()
+		defer ts.pubMu.Unlock()
+	}
+	var ds *durableState
+	if s.cfg.durable != "" {
+		st, ok, err := b.store.Consumer(s.ctx, ts.name, s.cfg.durable)
+		if err != nil {
+			return fmt.Errorf("bus: load durable %q on %q: %w", s.cfg.durable, ts.name, err)
+		}
+		ds = &durableState{floor: st.AckFloor, delivered: st.Delivered, acked: make(map[uint64]struct{}, len(st.Acked))}
+		for _, q := range st.Acked {
+			ds.acked[q] = struct{}{}
+		}
+		if !ok {
+			// A new durable starts where its Start option says.
+			from, err := s.startSeq()
+			if err != nil {
+				return err
+			}
+			ds.floor = from - 1
+			ds.delivered = from - 1
+		}
+	}
+	var from uint64
+	if ts != nil {
+		var err error
+		if ds != nil {
+			from = ds.floor + 1
+			if err := s.covered(from); err != nil {
+				return err
+			}
+		} else if from, err = s.startSeq(); err != nil {
+			return err
+		}
+		s.liveStart = ts.last + 1
+		s.cursor = min(from, s.liveStart)
+		s.skipBelow = from
+	}
+	s.durable = ds
+
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.closed() {
+		return ErrClosed
+	}
+	if ds != nil {
+		key := [2]string{ts.name, s.cfg.durable}
+		if b.durables[key] != nil {
+			return fmt.Errorf("%w: %q on %q", ErrDurableActive, s.cfg.durable, ts.name)
+		}
+		b.durables[key] = s
+	}
+	b.trie.insert(s.pattern, s)
+	b.subs[s] = struct{}{}
+	b.gen.Add(1)
+	n := s.cfg.maxInFlight
+	s.workers.Store(int32(n))
+	b.wg.Add(n)
+	for range n {
+		go func() {
+			defer b.wg.Done()
+			s.work()
+		}()
+	}
+	return nil
+}
+
+// startSeq turns the Start option into the first sequence number wanted.
+// Caller holds ts.pubMu.
+func (s *Subscription) startSeq() (uint64, error) {
+	ts, st := s.ts, s.cfg.start
+	switch st.kind {
+	case startFirst:
+		first, n := ts.hist.bounds()
+		if ts.persisted {
+			tst, err := s.b.store.Topic(s.ctx, ts.name)
+			if err != nil {
+				return 0, err
+			}
+			return max(tst.First, 1), nil
+		}
+		if n == 0 {
+			return ts.last + 1, nil
+		}
+		return first, nil
+	case startSeq:
+		return max(st.seq, 1), s.covered(max(st.seq, 1))
+	case startAfter:
+		if st.pos.Epoch != ts.epoch {
+			return 0, fmt.Errorf("%w: topic %q: epoch %d, history is epoch %d", ErrNotCovered, ts.name, st.pos.Epoch, ts.epoch)
+		}
+		return st.pos.Seq + 1, s.covered(st.pos.Seq + 1)
+	case startTime:
+		if ts.persisted {
+			return s.b.store.SeqAt(s.ctx, ts.name, st.t)
+		}
+		return ts.hist.seqAt(st.t), nil
+	}
+	return ts.last + 1, nil
+}
+
+// covered reports whether history still holds seq (or seq is in the
+// future). Caller holds ts.pubMu.
+func (s *Subscription) covered(seq uint64) error {
+	ts := s.ts
+	if seq > ts.last {
+		return nil
+	}
+	first, _ := ts.hist.bounds()
+	if seq >= first {
+		return nil
+	}
+	if ts.persisted {
+		tst, err := s.b.store.Topic(s.ctx, ts.name)
+		if err != nil {
+			return err
+		}
+		if tst.First != 0 && seq >= tst.First {
+			return nil
+		}
+	}
+	return fmt.Errorf("%w: topic %q seq %d", ErrNotCovered, ts.name, seq)
+}
+
+// Pattern returns the topic or pattern subscribed to.
+func (s *Subscription) Pattern() string { return s.pattern }
+
+// Unsubscribe ends the subscription: no handler call starts after it
+// returns, queued messages are dropped (a durable consumer keeps its
+// position). It does not wait for a running handler, so a handler may
+// unsubscribe its own subscription; [Subscription.Done] tells when the
+// subscription's goroutines have ended. Later calls return nil.
+func (s *Subscription) Unsubscribe() error {
+	s.end(nil)
+	return nil
+}
+
+// Done returns a channel closed when the subscription has ended and its
+// goroutines have returned.
+func (s *Subscription) Done() <-chan struct{} { return s.done }
+
+// Err returns why the subscription ended: nil while it runs and after
+// Unsubscribe or Close, otherwise the cause.
+func (s *Subscription) Err() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.endErr
+}
+
+func (s *Subscription) end(err error) {
+	s.mu.Lock()
+	if s.ending {
+		s.mu.Unlock()
+		return
+	}
+	s.ending, s.endErr = true, err
+	if s.room != nil {
+		close(s.room)
+		s.room = nil
+	}
+	s.cond.Broadcast()
+	s.mu.Unlock()
+	s.cancel()
+}
+
+// detach removes the subscription from the bus. The last worker calls it.
+func (s *Subscription) detach() {
+	b := s.b
+	b.mu.Lock()
+	b.trie.remove(s.pattern, s)
+	delete(b.subs, s)
+	if s.durable != nil {
+		key := [2]string{s.ts.name, s.cfg.durable}
+		if b.durables[key] == s {
+			delete(b.durables, key)
+		}
+	}
+	b.gen.Add(1)
+	b.mu.Unlock()
+	if m := s.cfg.owner; m != nil {
+		m.disown(s)
+	}
+	if s.cfg.onEnd != nil {
+		s.cfg.onEnd(s.Err())
+	}
+	close(s.done)
+}
+
+// accepts reports whether a message with these room filters may reach s.
+func (s *Subscription) accepts(pc *publishConfig) bool {
+	m := s.cfg.owner
+	if m == nil {
+		return len(pc.to) == 0
+	}
+	if len(pc.to) > 0 && !m.inAny(pc.to) {
+		return false
+	}
+	return m.accepts(pc)
+}
+
+func (s *Subscription) hasRoom() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.q)-s.qh < s.cfg.queueSize
+}
+
+// busy reports whether s has queued, backlogged or in-flight messages.
+func (s *Subscription) busy() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return !s.ending && (len(s.q) > s.qh || len(s.backlog) > 0 || s.inFlight > 0 || s.cursor < s.liveStart)
+}
+
+// waitRoom blocks until the queue has room, the subscription ends, or ctx
+// or the bus ends.
+func (s *Subscription) waitRoom(ctx context.Context) error {
+	for {
+		s.mu.Lock()
+		if s.ending || len(s.q)-s.qh < s.cfg.queueSize {
+			s.mu.Unlock()
+			return nil
+		}
+		if handlerSub(ctx) == s {
+			s.mu.Unlock()
+			return fmt.Errorf("%w: publishing from the handler of %q", ErrQueueFull, s.pattern)
+		}
+		if s.room == nil {
+			s.room = make(chan struct{})
+		}
+		room := s.room
+		s.mu.Unlock()
+		select {
+		case <-room:
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-s.b.ctx.Done():
+			return ErrClosed
+		}
+	}
+}
+
+func (s *Subscription) enqueueIf(e *entry, volatile bool) {
+	if s != nil {
+		s.enqueue(e, volatile)
+	}
+}
+
+// enqueue adds e to the live queue, applying the full-queue policy. It is
+// called with the topic's pubMu held and never calls user code.
+func (s *Subscription) enqueue(e *entry, volatile bool) {
+	s.mu.Lock()
+	if s.ending {
+		s.mu.Unlock()
+		return
+	}
+	if len(s.q)-s.qh >= s.cfg.queueSize {
+		switch {
+		case volatile || s.cfg.policy == DropNewest:
+			s.stats.dropped.Add(1)
+			s.mu.Unlock()
+			return
+		case s.cfg.policy == DropOldest:
+			s.q[s.qh] = nil
+			s.qh++
+			s.stats.dropped.Add(1)
+		case s.cfg.policy == Disconnect:
+			s.mu.Unlock()
+			s.b.log.Warn("bus: slow subscription disconnected", "pattern", s.pattern, "queue", s.cfg.queueSize)
+			s.end(ErrSlowConsumer)
+			return
+		}
+		// Block: the publisher waited for room; a concurrent one may take
+		// it first, so the queue holds at most one extra per publisher.
+	}
+	if s.qh > 0 && s.qh >= len(s.q)/2 {
+		n := copy(s.q, s.q[s.qh:])
+		clear(s.q[n:])
+		s.q, s.qh = s.q[:n], 0
+	}
+	s.q = append(s.q, e)
+	s.cond.Signal()
+	s.mu.Unlock()
+}
+
+// next returns the next message to handle, waiting for one; ok is false
+// when the subscription ends.
+func (s *Subscription) next() (e *entry, ok bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for {
+		if s.ending {
+			return nil, false
+		}
+		if len(s.backlog) > 0 {
+			e = s.backlog[0]
+			s.backlog[0] = nil
+			s.backlog = s.backlog[1:]
+			if s.skip(e) {
+				continue
+			}
+			s.inFlight++
+			return e, true
+		}
+		if s.cursor < s.liveStart {
+			if !s.loading {
+				s.load()
+			} else {
+				s.cond.Wait()
+			}
+			continue
+		}
+		if len(s.q) > s.qh {
+			e = s.q[s.qh]
+			s.q[s.qh] = nil
+			s.qh++
+			if s.room != nil && len(s.q)-s.qh < s.cfg.queueSize {
+				close(s.room)
+				s.room = nil
+			}
+			if e.seq != 0 && e.seq < s.skipBelow || s.skip(e) {
+				continue
+			}
+			s.inFlight++
+			return e, true
+		}
+		s.cond.Wait()
+	}
+}
+
+// skip reports whether a durable consumer already acknowledged e.
+func (s *Subscription) skip(e *entry) bool {
+	if s.durable == nil {
+		return false
+	}
+	if e.seq <= s.durable.floor {
+		return true
+	}
+	_, acked := s.durable.acked[e.seq]
+	return acked
+}
+
+// load reads the next batch of history into the backlog. Caller holds mu;
+// load releases it while reading.
+func (s *Subscription) load() {
+	s.loading = true
+	from, limit := s.cursor, int(min(s.liveStart-s.cursor, 256))
+	s.mu.Unlock()
+	es, err := s.ts.read(s.ctx, from, limit)
+	s.mu.Lock()
+	s.loading = false
+	s.cond.Broadcast()
+	switch {
+	case err != nil && s.ctx.Err() == nil:
+		s.mu.Unlock()
+		s.b.log.Error("bus: subscription lost its place in history", "topic", s.ts.name, "seq", from, "err", err)
+		s.end(err)
+		s.mu.Lock()
+	case len(es) == 0 && err == nil:
+		s.mu.Unlock()
+		s.end(fmt.Errorf("%w: topic %q seq %d", ErrNotCovered, s.ts.name, from))
+		s.mu.Lock()
+	default:
+		s.backlog = append(s.backlog, es...)
+		if len(es) > 0 {
+			s.cursor = es[len(es)-1].seq + 1
+		}
+	}
+}
+
+// work is one of the subscription's MaxInFlight goroutines.
+func (s *Subscription) work() {
+	c := newDctx(s.ctx)
+	defer func() {
+		c.close()
+		if s.workers.Add(-1) == 0 {
+			s.detach()
+		}
+	}()
+	for {
+		e, ok := s.next()
+		if !ok {
+			return
+		}
+		s.process(c, e)
+		s.mu.Lock()
+		s.inFlight--
+		s.mu.Unlock()
+	}
+}
+
+// process delivers e until it is settled.
+func (s *Subscription) process(c *dctx, e *entry) {
+	if s.durable != nil {
+		s.markDelivered(e.seq)
+	}
+	for attempt := 1; ; attempt++ {
+		o := s.invoke(c, e, attempt)
+		if s.ctx.Err() != nil {
+			return // ending: what is not settled stays unacknowledged
+		}
+		if attempt == 1 {
+			s.stats.delivered.Add(1)
+			e.topic.stats.delivered.Add(1)
+		} else {
+			s.stats.redelivered.Add(1)
+			e.topic.stats.redelivered.Add(1)
+		}
+		switch {
+		case o.kind == outAck || o.kind == outTerm:
+			s.settled(e)
+			return
+		case s.cfg.volatile || e.seq == 0:
+			return
+		case attempt >= s.cfg.maxDeliver:
+			s.deadLetter(e, attempt, o.err)
+			s.settled(e)
+			return
+		}
+		delay := o.delay
+		if delay <= 0 {
+			delay = s.cfg.backoff(attempt)
+		}
+		t := time.NewTimer(delay)
+		select {
+		case <-t.C:
+		case <-s.ctx.Done():
+			t.Stop()
+			return
+		}
+	}
+}
+
+// invoke calls the handler once and waits for the outcome.
+func (s *Subscription) invoke(c *dctx, e *entry, attempt int) (o outcome) {
+	var d *delivery
+	if s.cfg.manual {
+		d = &delivery{out: make(chan outcome, 1), touch: make(chan struct{}, 1)}
+	}
+	c.begin(s.cfg.ackWait)
+	err := s.call(c, e, attempt, d)
+	c.end()
+	if err != nil {
+		if d != nil {
+			d.settle(outcome{kind: outFail, err: err})
+		}
+		return outcome{kind: outFail, err: err}
+	}
+	if d == nil {
+		return outcome{kind: outAck}
+	}
+	t := time.NewTimer(s.cfg.ackWait)
+	defer t.Stop()
+	for {
+		select {
+		case o := <-d.out:
+			return o
+		case <-d.touch:
+			t.Reset(s.cfg.ackWait)
+		case <-t.C:
+			if d.settle(outcome{}) == nil {
+				return outcome{kind: outFail, err: fmt.Errorf("bus: not acknowledged within %v", s.cfg.ackWait)}
+			}
+			return <-d.out
+		case <-s.ctx.Done():
+			return outcome{kind: outFail, err: s.ctx.Err()}
+		}
+	}
+}
+
+// call runs the handler, turning a panic into an error.
+func (s *Subscription) call(ctx context.Context, e *entry, attempt int, d *delivery) (err error) {
+	defer func() {
+		if v := recover(); v != nil {
+			err = &HandlerError{Value: v}
+			s.b.log.Error("bus: handler panicked", "pattern", s.pattern, "topic", e.topic.name, "seq", e.seq, "panic", v)
+		}
+	}()
+	return s.deliver(ctx, e, attempt, d)
+}
+
+func (s *Subscription) markDelivered(seq uint64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if seq > s.durable.delivered {
+		s.durable.delivered = seq
+	}
+}
+
+// settled records that e needs no more deliveries and, for a durable
+// consumer, saves the new position.
+func (s *Subscription) settled(e *entry) {
+	ds := s.durable
+	if ds == nil {
+		return
+	}
+	s.mu.Lock()
+	if e.seq > ds.floor {
+		ds.acked[e.seq] = struct{}{}
+		for {
+			if _, ok := ds.acked[ds.floor+1]; !ok {
+				break
+			}
+			delete(ds.acked, ds.floor+1)
+			ds.floor++
+		}
+	}
+	st := ConsumerState{AckFloor: ds.floor, Delivered: ds.delivered}
+	for q := range ds.acked {
+		st.Acked = append(st.Acked, q)
+	}
+	s.mu.Unlock()
+	slices.Sort(st.Acked)
+	if err := s.b.store.SaveConsumer(context.WithoutCancel(s.ctx), s.ts.name, s.cfg.durable, st); err != nil {
+		s.b.log.Error("bus: save durable position", "topic", s.ts.name, "durable", s.cfg.durable, "err", err)
+	}
+}
+
+// DeadLetter is the value published to "$dead.<topic>" when a message has
+// failed MaxDeliver attempts.
+type DeadLetter struct {
+	Topic    string            `json:"topic"`
+	Seq      uint64            `json:"seq"`
+	Epoch    uint64            `json:"epoch"`
+	Time     time.Time         `json:"time"`
+	Headers  map[string]string `json:"headers,omitempty"`
+	Data     []byte            `json:"data"`
+	Attempts int               `json:"attempts"`
+	Error    string            `json:"error"`
+	Pattern  string            `json:"pattern"`
+	Durable  string            `json:"durable,omitempty"`
+}
+
+const deadPrefix = "$dead."
+
+// DeadLetterTopic returns the name of the dead-letter topic of topic.
+func DeadLetterTopic(topic string) string { return deadPrefix + topic }
+
+func (s *Subscription) deadLetter(e *entry, attempts int, cause error) {
+	ts := e.topic
+	s.stats.deadLettered.Add(1)
+	ts.stats.deadLettered.Add(1)
+	errText := "unknown"
+	if cause != nil {
+		errText = cause.Error()
+	}
+	s.b.log.Warn("bus: dead letter", "topic", ts.name, "seq", e.seq, "attempts", attempts, "err", errText)
+	if isDeadLetter(ts.name) {
+		return
+	}
+	data, err := e.bytes()
+	if err != nil {
+		errText += "; encode: " + err.Error()
+	}
+	dl := DeadLetter{
+		Topic: ts.name, Seq: e.seq, Epoch: ts.epoch, Time: e.time, Headers: e.headers, Data: data,
+		Attempts: attempts, Error: errText, Pattern: s.pattern, Durable: s.cfg.durable,
+	}
+	t, err := newTopic[DeadLetter](s.b, DeadLetterTopic(ts.name), nil)
+	if err == nil {
+		_, err = t.Publish(context.WithoutCancel(s.ctx), dl)
+	}
+	if err != nil && !errors.Is(err, ErrClosed) {
+		s.b.log.Error("bus: publish dead letter", "topic", ts.name, "seq", e.seq, "err", err)
+	}
+}

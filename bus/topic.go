@@ -1,0 +1,535 @@
+package bus
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"reflect"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Topic is a topic name bound to a Go type T. Make one with [NewTopic]; it is
+// safe for concurrent use.
+type Topic[T any] struct {
+	b  *Bus
+	ts *topicState
+}
+
+// NewTopic binds name to T and returns the typed topic. Binding a name again
+// to the same T returns a topic for the same stream; binding it to another
+// type is [ErrTypeMismatch]. Options apply when the topic is first used.
+// Names starting with '$' belong to the bus ([ErrInvalidTopic]).
+func NewTopic[T any](b *Bus, name string, opts ...TopicOption) (*Topic[T], error) {
+	if err := ValidateTopic(name); err != nil {
+		return nil, err
+	}
+	if reserved(name) {
+		return nil, fmt.Errorf("%w: %q is reserved for the bus", ErrInvalidTopic, name)
+	}
+	return newTopic[T](b, name, opts)
+}
+
+func newTopic[T any](b *Bus, name string, opts []TopicOption) (*Topic[T], error) {
+	if b.closed() {
+		return nil, ErrClosed
+	}
+	cfg := b.cfg.topic
+	for _, o := range opts {
+		o.applyTopic(&cfg)
+	}
+	if cfg.historyLen < 1 || cfg.historyAge < 0 || cfg.codec == nil {
+		return nil, fmt.Errorf("%w: topic %q: history length must be at least 1 and codec set", ErrInvalidOption, name)
+	}
+	bind := &binding{
+		typ:   reflect.TypeFor[T](),
+		codec: cfg.codec,
+		fromBytes: func(ts *topicState, data []byte) (*entry, error) {
+			var v T
+			if err := ts.codecOf().Decode(data, &v); err != nil {
+				return nil, fmt.Errorf("%w: topic %q: %v", ErrTypeMismatch, ts.name, err)
+			}
+			e := newEntry(ts, v)
+			e.data = data
+			return e, nil
+		},
+	}
+	ts, err := b.topic(context.Background(), name, &cfg, bind)
+	if err != nil {
+		return nil, err
+	}
+	return &Topic[T]{b: b, ts: ts}, nil
+}
+
+// Name returns the topic's name.
+func (t *Topic[T]) Name() string { return t.ts.name }
+
+// Epoch returns the epoch of the topic's history (see [Position]).
+func (t *Topic[T]) Epoch() uint64 { return t.ts.epoch }
+
+// Publish publishes v and returns its sequence number, once the message is
+// in the topic's history (committed to the Store, for a persisted topic) and
+// queued for every matching subscription. It waits, within ctx, for
+// subscriptions with the Block policy to have room; if ctx ends first
+// nothing is published and ctx.Err() is returned. A [Volatile] publish
+// returns 0.
+func (t *Topic[T]) Publish(ctx context.Context, v T, opts ...PublishOption) (uint64, error) {
+	if t.b.closed() {
+		return 0, ErrClosed
+	}
+	var pc publishConfig
+	for _, o := range opts {
+		o.applyPublish(&pc)
+	}
+	return t.ts.publish(ctx, newEntry(t.ts, v), &pc)
+}
+
+// Subscribe calls h for every message published to the topic from now on
+// (see [StartFirst] and the other [Start] options for history). With no
+// options the delivery is at-least-once and ordered: h returning nil
+// acknowledges, an error or a panic means redelivery after a backoff, and
+// after MaxDeliver attempts the message goes to the dead-letter topic
+// "$dead.<topic>". See the SubscribeOption functions for the rest.
+func (t *Topic[T]) Subscribe(h func(ctx context.Context, m Message[T]) error, opts ...SubscribeOption) (*Subscription, error) {
+	deliver := func(ctx context.Context, e *entry, attempt int, d *delivery) error {
+		v, err := valueOf[T](e)
+		if err != nil {
+			return err
+		}
+		return h(ctx, Message[T]{Value: v, e: e, attempt: attempt, d: d})
+	}
+	return t.b.subscribe(t.ts.name, t.ts, deliver, opts)
+}
+
+// Read returns up to limit messages of the topic's history from sequence
+// number from on, in order, or [ErrNotCovered] when the history no longer
+// holds from.
+func (t *Topic[T]) Read(ctx context.Context, from uint64, limit int) ([]Message[T], error) {
+	es, err := t.ts.read(ctx, from, limit)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]Message[T], 0, len(es))
+	for _, e := range es {
+		v, err := valueOf[T](e)
+		if err != nil {
+			return out, err
+		}
+		out = append(out, Message[T]{Value: v, e: e, attempt: 1})
+	}
+	return out, nil
+}
+
+// ReadAfter is Read from a stream position: the messages after p, or
+// [ErrNotCovered] when p's epoch is not the topic's or the history no longer
+// reaches back to it.
+func (t *Topic[T]) ReadAfter(ctx context.Context, p Position, limit int) ([]Message[T], error) {
+	if p.Epoch != t.ts.epoch {
+		return nil, fmt.Errorf("%w: topic %q: epoch %d, history is epoch %d", ErrNotCovered, t.ts.name, p.Epoch, t.ts.epoch)
+	}
+	return t.Read(ctx, p.Seq+1, limit)
+}
+
+// topicState is one topic's stream: its sequence, history and subscribers.
+type topicState struct {
+	b         *Bus
+	name      string
+	epoch     uint64
+	codec     Codec
+	persisted bool
+	bind      atomic.Pointer[binding]
+
+	pubMu   sync.Mutex // orders publishes: sequence and enqueue
+	last    uint64     // last sequence dispatched
+	pending map[uint64]*pendingPub // persisted: committed, waiting for order
+	dedupe  map[string]*dedupeRec
+	dedupeQ []*dedupeRec // in publish order, for expiry
+
+	hist  ring
+	match atomic.Pointer[matchSet]
+	stats topicCounters
+}
+
+type pendingPub struct {
+	e  *entry
+	pc *publishConfig
+}
+
+type dedupeRec struct {
+	id   string
+	seq  uint64
+	at   time.Time
+	done chan struct{} // closed when seq is known or the publish failed
+}
+
+func newTopicState(b *Bus, name string, cfg topicConfig, st TopicState, persisted bool) *topicState {
+	ts := &topicState{
+		b:         b,
+		name:      name,
+		epoch:     st.Epoch,
+		codec:     cfg.codec,
+		persisted: persisted,
+		last:      st.Last,
+		dedupe:    make(map[string]*dedupeRec),
+	}
+	ts.hist.init(cfg.historyLen, cfg.historyAge, st.Last+1)
+	return ts
+}
+
+// codecOf returns the codec of the topic's bound type, or the one it was
+// created with.
+func (ts *topicState) codecOf() Codec {
+	if bd := ts.bind.Load(); bd != nil {
+		return bd.codec
+	}
+	return ts.codec
+}
+
+func isDeadLetter(name string) bool { return strings.HasPrefix(name, deadPrefix) }
+
+func (ts *topicState) bindType(bd *binding) error {
+	for {
+		cur := ts.bind.Load()
+		if cur != nil {
+			if cur.typ != bd.typ {
+				return fmt.Errorf("%w: topic %q is bound to %v, not %v", ErrTypeMismatch, ts.name, cur.typ, bd.typ)
+			}
+			return nil
+		}
+		if ts.bind.CompareAndSwap(nil, bd) {
+			return nil
+		}
+	}
+}
+
+// rawEntry makes an entry from encoded bytes: decoded into the bound type,
+// or kept as json.RawMessage when the topic has none.
+func (ts *topicState) rawEntry(data []byte) (*entry, error) {
+	if bd := ts.bind.Load(); bd != nil {
+		return bd.fromBytes(ts, data)
+	}
+	if !json.Valid(data) {
+		return nil, fmt.Errorf("%w: topic %q: value is not JSON", ErrTypeMismatch, ts.name)
+	}
+	e := newEntry(ts, json.RawMessage(data))
+	e.data = data
+	return e, nil
+}
+
+func (ts *topicState) publish(ctx context.Context, e *entry, pc *publishConfig) (uint64, error) {
+	e.publisherID, e.headers = pc.publisherID, pc.headers
+	e.to, e.except, e.exceptMember = pc.to, pc.except, pc.exceptMember
+	if pc.volatile {
+		ts.pubMu.Lock()
+		e.time = time.Now()
+		ts.dispatch(ctx, e, pc, true)
+		ts.pubMu.Unlock()
+		return 0, nil
+	}
+	if err := ts.waitRoom(ctx); err != nil {
+		return 0, err
+	}
+	var rec *dedupeRec
+	if pc.publisherID != "" && ts.b.cfg.dedupe > 0 {
+		seq, r, err := ts.claim(ctx, pc.publisherID)
+		if err != nil || r == nil {
+			return seq, err
+		}
+		rec = r
+	}
+	if ts.persisted {
+		return ts.publishPersisted(ctx, e, pc, rec)
+	}
+	ts.pubMu.Lock()
+	if ts.b.closed() {
+		ts.pubMu.Unlock()
+		ts.release(rec, 0)
+		return 0, ErrClosed
+	}
+	ts.last++
+	e.seq = ts.last
+	e.time = time.Now()
+	ts.hist.push(e)
+	ts.dispatch(ctx, e, pc, false)
+	ts.pubMu.Unlock()
+	ts.release(rec, e.seq)
+	return e.seq, nil
+}
+
+func (ts *topicState) publishPersisted(ctx context.Context, e *entry, pc *publishConfig, rec *dedupeRec) (uint64, error) {
+	data, err := e.bytes()
+	if err != nil {
+		ts.release(rec, 0)
+		return 0, fmt.Errorf("bus: encode %q: %w", ts.name, err)
+	}
+	e.time = time.Now()
+	seq, err := ts.b.store.Append(ctx, ts.name, Record{
+		Time: e.time, PublisherID: e.publisherID, Headers: e.headers,
+		To: e.to, Except: e.except, ExceptMember: e.exceptMember, Data: data,
+	})
+	if err != nil {
+		ts.release(rec, 0)
+		return 0, fmt.Errorf("bus: publish %q: %w", ts.name, err)
+	}
+	e.seq = seq
+	ts.pubMu.Lock()
+	if ts.pending == nil {
+		ts.pending = make(map[uint64]*pendingPub)
+	}
+	ts.pending[seq] = &pendingPub{e, pc}
+	for {
+		p := ts.pending[ts.last+1]
+		if p == nil {
+			break
+		}
+		delete(ts.pending, ts.last+1)
+		ts.last++
+		ts.hist.push(p.e)
+		ts.dispatch(ctx, p.e, p.pc, false)
+	}
+	ts.pubMu.Unlock()
+	ts.release(rec, seq)
+	return seq, nil
+}
+
+// claim reserves publisher id for a publish. It returns the sequence number
+// of an earlier publish with the id within the window (and a nil record),
+// or a record to release once this publish has its sequence number.
+func (ts *topicState) claim(ctx context.Context, id string) (uint64, *dedupeRec, error) {
+	for {
+		ts.pubMu.Lock()
+		ts.expireDedupe(time.Now())
+		r := ts.dedupe[id]
+		if r == nil {
+			r = &dedupeRec{id: id, done: make(chan struct{})}
+			ts.dedupe[id] = r
+			ts.pubMu.Unlock()
+			return 0, r, nil
+		}
+		ts.pubMu.Unlock()
+		select {
+		case <-r.done:
+			if r.seq != 0 {
+				return r.seq, nil, nil
+			}
+			// That publish failed: try to claim the id again.
+		case <-ctx.Done():
+			return 0, nil, ctx.Err()
+		}
+	}
+}
+
+// release records the outcome of a claimed publish (seq 0: it failed).
+func (ts *topicState) release(r *dedupeRec, seq uint64) {
+	if r == nil {
+		return
+	}
+	ts.pubMu.Lock()
+	r.seq, r.at = seq, time.Now()
+	if seq == 0 {
+		delete(ts.dedupe, r.id)
+	} else {
+		ts.dedupeQ = append(ts.dedupeQ, r)
+	}
+	ts.pubMu.Unlock()
+	close(r.done)
+}
+
+// expireDedupe forgets publisher ids older than the window. Caller holds pubMu.
+func (ts *topicState) expireDedupe(now time.Time) {
+	n := 0
+	for n < len(ts.dedupeQ) && now.Sub(ts.dedupeQ[n].at) > ts.b.cfg.dedupe {
+		if ts.dedupe[ts.dedupeQ[n].id] == ts.dedupeQ[n] {
+			delete(ts.dedupe, ts.dedupeQ[n].id)
+		}
+		n++
+	}
+	if n > 0 {
+		clear(ts.dedupeQ[:n])
+		ts.dedupeQ = ts.dedupeQ[n:]
+	}
+}
+
+// loadDedupe rebuilds the publisher ids of the window from the store, so
+// de-duplication survives a restart.
+func (ts *topicState) loadDedupe(ctx context.Context) error {
+	since := time.Now().Add(-ts.b.cfg.dedupe)
+	from, err := ts.b.store.SeqAt(ctx, ts.name, since)
+	if err != nil {
+		return fmt.Errorf("bus: open topic %q: %w", ts.name, err)
+	}
+	var buf []Record
+	for from <= ts.last {
+		buf, err = ts.b.store.Read(ctx, ts.name, from, 512, buf[:0])
+		if err != nil || len(buf) == 0 {
+			break // trimmed meanwhile: nothing left to remember
+		}
+		for _, r := range buf {
+			if r.PublisherID != "" {
+				d := &dedupeRec{id: r.PublisherID, seq: r.Seq, at: r.Time, done: make(chan struct{})}
+				close(d.done)
+				ts.dedupe[r.PublisherID] = d
+				ts.dedupeQ = append(ts.dedupeQ, d)
+			}
+		}
+		from = buf[len(buf)-1].Seq + 1
+	}
+	return nil
+}
+
+// waitRoom waits until every Block subscription matching the topic has room
+// in its queue.
+func (ts *topicState) waitRoom(ctx context.Context) error {
+	ms := ts.b.matches(ts)
+	for _, s := range ms.block {
+		if err := s.waitRoom(ctx); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// dispatch queues e for every subscription it reaches. Caller holds pubMu.
+func (ts *topicState) dispatch(ctx context.Context, e *entry, pc *publishConfig, volatile bool) {
+	ts.stats.published.Add(1)
+	ms := ts.b.matches(ts)
+	if len(pc.to) > 0 {
+		ts.dispatchRooms(ms, e, pc, volatile)
+	} else {
+		for _, s := range ms.plain {
+			if pc.except == nil && pc.exceptMember == "" || s.accepts(pc) {
+				s.enqueue(e, volatile)
+			}
+		}
+	}
+	for _, g := range ms.groups {
+		g.pick(pc).enqueueIf(e, volatile)
+	}
+}
+
+// dispatchRooms queues e for the subscriptions of the members of pc.to,
+// once per subscription.
+func (ts *topicState) dispatchRooms(ms *matchSet, e *entry, pc *publishConfig, volatile bool) {
+	var seen map[*Member]struct{}
+	if len(pc.to) > 1 {
+		seen = make(map[*Member]struct{})
+	}
+	for _, name := range pc.to {
+		for _, m := range ts.b.roomMembers(name) {
+			subs := ms.byOwner[m]
+			if len(subs) == 0 {
+				continue
+			}
+			if seen != nil {
+				if _, dup := seen[m]; dup {
+					continue
+				}
+				seen[m] = struct{}{}
+			}
+			if !m.accepts(pc) {
+				continue
+			}
+			for _, s := range subs {
+				s.enqueue(e, volatile)
+			}
+		}
+	}
+}
+
+// read returns history entries from seq from on.
+func (ts *topicState) read(ctx context.Context, from uint64, limit int) ([]*entry, error) {
+	if from == 0 {
+		from = 1
+	}
+	es, ok := ts.hist.read(from, limit, nil)
+	if ok || !ts.persisted {
+		if !ok {
+			return nil, fmt.Errorf("%w: topic %q seq %d", ErrNotCovered, ts.name, from)
+		}
+		return es, nil
+	}
+	recs, err := ts.b.store.Read(ctx, ts.name, from, limit, nil)
+	if err != nil {
+		return nil, fmt.Errorf("bus: read %q from %d: %w", ts.name, from, err)
+	}
+	es = make([]*entry, 0, len(recs))
+	for _, r := range recs {
+		e, err := ts.rawEntry(r.Data)
+		if err != nil {
+			return es, err
+		}
+		e.seq, e.time, e.publisherID, e.headers = r.Seq, r.Time, r.PublisherID, r.Headers
+		e.to, e.except, e.exceptMember = r.To, r.Except, r.ExceptMember
+		es = append(es, e)
+	}
+	return es, nil
+}
+
+// matchSet is the cached answer to "who subscribes to this topic".
+type matchSet struct {
+	gen     uint64
+	plain   []*Subscription               // not in a queue group
+	byOwner map[*Member][]*Subscription   // plain ones with an owner
+	groups  []*group
+	block   []*Subscription // plain at-least-once ones with the Block policy
+}
+
+type group struct {
+	name string
+	subs []*Subscription
+	next atomic.Uint32
+}
+
+func newMatchSet(gen uint64, subs []*Subscription) *matchSet {
+	ms := &matchSet{gen: gen}
+	var byName map[string]*group
+	for _, s := range subs {
+		if s.cfg.group != "" {
+			if byName == nil {
+				byName = make(map[string]*group)
+			}
+			g := byName[s.cfg.group]
+			if g == nil {
+				g = &group{name: s.cfg.group}
+				byName[s.cfg.group] = g
+				ms.groups = append(ms.groups, g)
+			}
+			g.subs = append(g.subs, s)
+			continue
+		}
+		ms.plain = append(ms.plain, s)
+		if s.cfg.policy == Block && !s.cfg.volatile {
+			ms.block = append(ms.block, s)
+		}
+		if s.cfg.owner != nil {
+			if ms.byOwner == nil {
+				ms.byOwner = make(map[*Member][]*Subscription)
+			}
+			ms.byOwner[s.cfg.owner] = append(ms.byOwner[s.cfg.owner], s)
+		}
+	}
+	return ms
+}
+
+// pick chooses the group member for one message: round robin over the
+// members the message may reach, preferring one with room in its queue.
+func (g *group) pick(pc *publishConfig) *Subscription {
+	n := uint32(len(g.subs))
+	start := g.next.Add(1)
+	var fallback *Subscription
+	for i := range n {
+		s := g.subs[(start+i)%n]
+		if !s.accepts(pc) {
+			continue
+		}
+		if s.hasRoom() {
+			return s
+		}
+		if fallback == nil {
+			fallback = s
+		}
+	}
+	return fallback
+}
