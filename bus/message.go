@@ -106,6 +106,27 @@ func (m Message[T]) Headers() map[string]string { return m.e.headers }
 // Rooms returns the rooms the message was addressed to with [To], or nil.
 func (m Message[T]) Rooms() []string { return m.e.to }
 
+// Except returns the rooms excluded with [Except], or nil.
+func (m Message[T]) Except() []string { return m.e.except }
+
+// ExceptMember returns the member excluded with [ExceptMember], or "".
+func (m Message[T]) ExceptMember() string { return m.e.exceptMember }
+
+// Reaches reports whether the message's room filters ([To], [Except],
+// [ExceptMember]) let it reach member mem, given mem's rooms now. A nil mem
+// stands for a subscriber without an owner. Code that fans messages out
+// itself, such as a bridge, uses it to keep the bus's addressing rules.
+func (m Message[T]) Reaches(mem *Member) bool {
+	pc := publishConfig{to: m.e.to, except: m.e.except, exceptMember: m.e.exceptMember}
+	if mem == nil {
+		return len(pc.to) == 0
+	}
+	if len(pc.to) > 0 && !mem.inAny(pc.to) {
+		return false
+	}
+	return mem.accepts(&pc)
+}
+
 // Attempt returns which delivery attempt this is, from 1.
 func (m Message[T]) Attempt() int { return m.attempt }
 

@@ -75,3 +75,29 @@ func (b *Bus) Position(ctx context.Context, topic string) (Position, error) {
 	defer ts.pubMu.Unlock()
 	return Position{Epoch: ts.epoch, Seq: ts.last}, nil
 }
+
+// Read returns up to limit messages of topic's history from sequence number
+// from on, in order, with their Go values (json.RawMessage for topics that
+// have no Go type), or [ErrNotCovered] when the history no longer holds
+// from.
+func (b *Bus) Read(ctx context.Context, topic string, from uint64, limit int) ([]Message[any], error) {
+	if b.closed() {
+		return nil, ErrClosed
+	}
+	if err := ValidateTopic(topic); err != nil {
+		return nil, err
+	}
+	ts, err := b.topic(ctx, topic, nil, nil)
+	if err != nil {
+		return nil, err
+	}
+	es, err := ts.read(ctx, from, limit)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]Message[any], len(es))
+	for i, e := range es {
+		out[i] = Message[any]{Value: e.val.anyValue(), e: e, attempt: 1}
+	}
+	return out, nil
+}
