@@ -13,24 +13,24 @@ import (
 // Bus is an event bus inside the host program: typed topics, rooms and
 // ack-tracked delivery. Make one with [New]; it is safe for concurrent use.
 type Bus struct {
-	cfg    busConfig
-	log    *slog.Logger
-	store  Store // durable positions; topic logs too when persist is set
+	cfg     busConfig
+	log     *slog.Logger
+	store   Store // durable positions; topic logs too when persist is set
 	persist bool
 
-	ctx    context.Context // ends at Close: parent of every handler context
-	cancel context.CancelFunc
-	wg     sync.WaitGroup
-	closing atomic.Bool
+	ctx       context.Context // ends at Close: parent of every handler context
+	cancel    context.CancelFunc
+	wg        sync.WaitGroup
+	closing   atomic.Bool
 	closeOnce sync.Once
 	ownStore  *MemoryStore
 
-	mu     sync.RWMutex // guards topics, subs, trie, gen, durables, endpoints
-	topics map[string]*topicState
-	trie   trie
-	subs   map[*Subscription]struct{}
-	gen    atomic.Uint64 // bumped on every subscription change
-	durables map[[2]string]*Subscription
+	mu        sync.RWMutex // guards topics, subs, trie, gen, durables, endpoints
+	topics    map[string]*topicState
+	trie      trie
+	subs      map[*Subscription]struct{}
+	gen       atomic.Uint64 // bumped on every subscription change
+	durables  map[[2]string]*Subscription
 	endpoints map[string]*endpointSet
 
 	roomMu  sync.RWMutex
@@ -43,8 +43,8 @@ type Bus struct {
 // positions live in a [MemoryStore].
 func New(opts ...Option) (*Bus, error) {
 	cfg := busConfig{
-		dedupe: 2 * time.Minute,
-		topic:  topicConfig{historyLen: 1024, codec: JSON},
+		dedupe:       2 * time.Minute,
+		topic:        topicConfig{historyLen: 1024, codec: JSON},
 		shutdownTick: 5 * time.Millisecond,
 	}
 	for _, o := range opts {

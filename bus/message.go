@@ -163,8 +163,8 @@ func (m Message[T]) InProgress() error {
 
 // delivery is a ManualAck message in flight.
 type delivery struct {
-	once sync.Once
-	out  chan outcome // buffered 1
+	once  sync.Once
+	out   chan outcome // buffered 1
 	touch chan struct{}
 }
 

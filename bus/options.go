@@ -33,11 +33,11 @@ type HistoryOption interface {
 }
 
 type busConfig struct {
-	logger      *slog.Logger
-	store       Store
-	topic       topicConfig
-	dedupe      time.Duration
-	maxTopics   int
+	logger       *slog.Logger
+	store        Store
+	topic        topicConfig
+	dedupe       time.Duration
+	maxTopics    int
 	shutdownTick time.Duration
 }
 

@@ -37,6 +37,7 @@ type Subscription struct {
 	ending    bool
 	endErr    error
 	durable   *durableState
+	saveMu    sync.Mutex
 
 	stats subCounters
 }
@@ -272,6 +273,9 @@ func (s *Subscription) end(err error) {
 // detach removes the subscription from the bus. The last worker calls it.
 func (s *Subscription) detach() {
 	b := s.b
+	if s.durable != nil {
+		s.saveDurable()
+	}
 	b.mu.Lock()
 	b.trie.remove(s.pattern, s)
 	delete(b.subs, s)
@@ -496,15 +500,16 @@ func (s *Subscription) work() {
 
 // process delivers e until it is settled.
 func (s *Subscription) process(c *dctx, e *entry) {
-	if s.durable != nil {
-		s.markDelivered(e.seq)
+	first := 1
+	if s.durable != nil && !s.markDelivered(e.seq) {
+		first = 2 // handed out before a restart or resubscribe
 	}
-	for attempt := 1; ; attempt++ {
+	for attempt := first; ; attempt++ {
 		o := s.invoke(c, e, attempt)
 		if s.ctx.Err() != nil {
 			return // ending: what is not settled stays unacknowledged
 		}
-		if attempt == 1 {
+		if attempt == first {
 			s.stats.delivered.Add(1)
 			e.topic.stats.delivered.Add(1)
 		} else {
@@ -584,12 +589,15 @@ func (s *Subscription) call(ctx context.Context, e *entry, attempt int, d *deliv
 	return s.deliver(ctx, e, attempt, d)
 }
 
-func (s *Subscription) markDelivered(seq uint64) {
+// markDelivered records seq as handed out; false when it had been before.
+func (s *Subscription) markDelivered(seq uint64) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if seq > s.durable.delivered {
 		s.durable.delivered = seq
+		return true
 	}
+	return false
 }
 
 // settled records that e needs no more deliveries and, for a durable
@@ -610,6 +618,16 @@ func (s *Subscription) settled(e *entry) {
 			ds.floor++
 		}
 	}
+	s.mu.Unlock()
+	s.saveDurable()
+}
+
+// saveDurable writes the durable consumer's position to the store.
+func (s *Subscription) saveDurable() {
+	ds := s.durable
+	s.saveMu.Lock() // saves land in the order their snapshots were taken
+	defer s.saveMu.Unlock()
+	s.mu.Lock()
 	st := ConsumerState{AckFloor: ds.floor, Delivered: ds.delivered}
 	for q := range ds.acked {
 		st.Acked = append(st.Acked, q)

@@ -141,8 +141,8 @@ type topicState struct {
 	persisted bool
 	bind      atomic.Pointer[binding]
 
-	pubMu   sync.Mutex // orders publishes: sequence and enqueue
-	last    uint64     // last sequence dispatched
+	pubMu   sync.Mutex             // orders publishes: sequence and enqueue
+	last    uint64                 // last sequence dispatched
 	pending map[uint64]*pendingPub // persisted: committed, waiting for order
 	dedupe  map[string]*dedupeRec
 	dedupeQ []*dedupeRec // in publish order, for expiry
@@ -470,8 +470,8 @@ func (ts *topicState) read(ctx context.Context, from uint64, limit int) ([]*entr
 // matchSet is the cached answer to "who subscribes to this topic".
 type matchSet struct {
 	gen     uint64
-	plain   []*Subscription               // not in a queue group
-	byOwner map[*Member][]*Subscription   // plain ones with an owner
+	plain   []*Subscription             // not in a queue group
+	byOwner map[*Member][]*Subscription // plain ones with an owner
 	groups  []*group
 	block   []*Subscription // plain at-least-once ones with the Block policy
 }
