@@ -1,0 +1,72 @@
+// Package persist keeps a Courier bus's topic logs and durable consumer
+// positions on disk, in a Badger v4 database: a [bus.Store] that outlives the
+// process.
+//
+// # Use
+//
+// Open a directory, hand the store to the bus, and close the store after the
+// bus (the bus does not close a store it was given):
+//
+//	st, err := persist.Open(dir)
+//	if err != nil { ... }
+//	defer st.Close()
+//	b, err := bus.New(bus.WithStore(st))
+//	if err != nil { ... }
+//	defer b.Close()
+//
+// The directory is created when missing. A directory that another store has
+// open, in this process or another, is refused with [ErrLocked]; a non-empty
+// directory that is not a Courier store is refused with [ErrNotStore] and
+// left untouched.
+//
+// # Durability
+//
+// [Store.Append] returns once the record is committed. Appends from
+// concurrent callers are committed together by one writer goroutine (group
+// commit): each batch is one Badger transaction, so the fsync that makes it
+// durable is paid once per batch, not once per record.
+//
+// Synced (the default): each batch is flushed to disk (fsync of Badger's
+// write-ahead log and value log) before any of its Append calls return. What
+// Append acknowledged survives a crash of the process, of the kernel and a
+// power cut.
+//
+// [Buffered]: Append returns after the commit, without the fsync. What it
+// acknowledged survives a crash of the process (Badger's log is a shared
+// memory map that the kernel writes out) but a power cut or kernel crash
+// may lose the last moments. Throughput is several times higher.
+//
+// Either way a sequence number Append returned is never given to another
+// record, also across restarts: the topic's last sequence number is
+// committed in the same transaction as the record. If a batch fails, every
+// Append in it returns the error and no sequence number is used up. If a
+// sync fails the store refuses further writes, since the disk's state is
+// then unknown; reopen it.
+//
+// Durable consumer positions ([Store.SaveConsumer]) go through the same
+// writer and are as durable as appends.
+//
+// # Retention
+//
+// By default every record is kept. [Retain] bounds every topic by count,
+// age and bytes; [RetainTopics] overrides that for a topic and the topics
+// below it. A read below what a topic still holds fails with
+// bus.ErrNotCovered. A background pass deletes what the limits drop
+// (see [RetentionInterval]) and Badger's value-log garbage collection runs
+// every minute.
+//
+// # On disk
+//
+// Each topic has a log keyed by big-endian sequence number, so a read seeks
+// straight to its first record, and a metadata key holding its epoch (a
+// random non-zero number fixed when the topic is created), its first and
+// last sequence numbers and its size. Records are encoded in a compact,
+// versioned binary format; a value that does not decode is reported as
+// [ErrCorrupt] with its key, never a panic, and leaves other keys readable.
+// The file COURIER marks the directory as a store.
+//
+// # Memory
+//
+// Badger runs with a small-memory profile rather than its server defaults;
+// see [Open] for the figures.
+package persist
