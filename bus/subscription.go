@@ -506,9 +506,6 @@ func (s *Subscription) process(c *dctx, e *entry) {
 	}
 	for attempt := first; ; attempt++ {
 		o := s.invoke(c, e, attempt)
-		if s.ctx.Err() != nil {
-			return // ending: what is not settled stays unacknowledged
-		}
 		if attempt == first {
 			s.stats.delivered.Add(1)
 			e.topic.stats.delivered.Add(1)
@@ -520,7 +517,9 @@ func (s *Subscription) process(c *dctx, e *entry) {
 		case o.kind == outAck || o.kind == outTerm:
 			s.settled(e)
 			return
-		case s.cfg.volatile || e.seq == 0:
+		case s.cfg.volatile || e.seq == 0 || s.ctx.Err() != nil:
+			// No retry; when ending, what is not settled stays
+			// unacknowledged for a durable consumer to get again.
 			return
 		case attempt >= s.cfg.maxDeliver:
 			s.deadLetter(e, attempt, o.err)
