@@ -242,11 +242,14 @@ func TestCloseIsIdempotentAndFinal(t *testing.T) {
 	for name, err := range map[string]error{
 		"Publish":    func() error { _, err := tp.Publish(ctx, 1); return err }(),
 		"PublishRaw": func() error { _, err := b.PublishRaw(ctx, "c", []byte("1")); return err }(),
-		"Subscribe":  func() error { _, err := tp.Subscribe(func(context.Context, bus.Message[int]) error { return nil }); return err }(),
-		"NewTopic":   func() error { _, err := bus.NewTopic[int](b, "d"); return err }(),
-		"Member":     func() error { _, err := b.Member("m"); return err }(),
-		"Read":       func() error { _, err := b.Read(ctx, "c", 1, 1); return err }(),
-		"Request":    func() error { _, err := b.RequestRaw(ctx, "c", nil); return err }(),
+		"Subscribe": func() error {
+			_, err := tp.Subscribe(func(context.Context, bus.Message[int]) error { return nil })
+			return err
+		}(),
+		"NewTopic": func() error { _, err := bus.NewTopic[int](b, "d"); return err }(),
+		"Member":   func() error { _, err := b.Member("m"); return err }(),
+		"Read":     func() error { _, err := b.Read(ctx, "c", 1, 1); return err }(),
+		"Request":  func() error { _, err := b.RequestRaw(ctx, "c", nil); return err }(),
 	} {
 		if !errors.Is(err, bus.ErrClosed) {
 			t.Errorf("%s after Close: %v, want ErrClosed", name, err)
