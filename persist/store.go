@@ -50,6 +50,9 @@ type Store struct {
 	w      writer    // the writer goroutine's own state
 	opPool sync.Pool // of *op
 
+	// batches counts committed batches (for tests of group commit).
+	batches atomic.Uint64
+
 	// failNext, when set by a test, makes the writer fail the next batch
 	// with the error it returns.
 	failNext atomic.Pointer[func() error]

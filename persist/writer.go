@@ -205,6 +205,7 @@ func (w *writer) commit() {
 		}
 	}
 	if err == nil {
+		s.batches.Add(1)
 		s.mu.Lock()
 		for _, tw := range w.order {
 			if tw.dirty {
