@@ -3,31 +3,58 @@ package bus
 import (
 	"context"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
 // entry is one published message as the bus holds it. It is written before
 // it is dispatched and read-only afterwards, except for its lazily made
-// bytes.
+// bytes and its reference count.
 type entry struct {
-	topic        *topicState
-	seq          uint64
-	time         time.Time
-	publisherID  string
-	headers      map[string]string
-	to, except   []string
-	exceptMember string
-	val          valuer
+	topic *topicState
+	seq   uint64
+	time  time.Time
+	meta  *meta // nil for a publish without filters, id or headers
+	val   valuer
 
 	once sync.Once
 	data []byte
 	err  error
+
+	// A volatile publish's entry is reused once every queue is done with
+	// it: refs counts the holders, pool is where it goes back.
+	refs atomic.Int32
+	pool *sync.Pool
+}
+
+// meta is what a publish may add to a message beyond its value.
+type meta struct {
+	publisherID  string
+	headers      map[string]string
+	to, except   []string
+	exceptMember string
+}
+
+// noMeta stands for the meta of a message that has none. It is never
+// written.
+var noMeta meta
+
+func (m *meta) empty() bool {
+	return m.publisherID == "" && m.headers == nil && m.to == nil && m.except == nil && m.exceptMember == ""
+}
+
+func (e *entry) m() *meta {
+	if e.meta == nil {
+		return &noMeta
+	}
+	return e.meta
 }
 
 // valuer gives access to an entry's value whatever its type; the typed
 // entry behind it is reached by a type assertion on the hot path.
 type valuer interface {
 	anyValue() any
+	reset()
 }
 
 type valueEntry[T any] struct {
@@ -37,12 +64,39 @@ type valueEntry[T any] struct {
 
 func (e *valueEntry[T]) anyValue() any { return e.v }
 
-// newEntry returns an entry holding v.
-func newEntry[T any](ts *topicState, v T) *entry {
-	te := &valueEntry[T]{v: v}
+func (e *valueEntry[T]) reset() { *e = valueEntry[T]{} }
+
+// newEntry returns an entry holding v, taken from pool when there is one.
+func newEntry[T any](ts *topicState, v T, pool *sync.Pool) *entry {
+	var te *valueEntry[T]
+	if pool != nil {
+		te, _ = pool.Get().(*valueEntry[T])
+	}
+	if te == nil {
+		te = &valueEntry[T]{}
+	}
+	te.v = v
 	te.entry.topic = ts
 	te.entry.val = te
+	te.entry.pool = pool
 	return &te.entry
+}
+
+// hold adds a reference for a queue about to take e.
+func (e *entry) hold() {
+	if e.pool != nil {
+		e.refs.Add(1)
+	}
+}
+
+// release drops a reference; the last one returns a pooled entry.
+func (e *entry) release() {
+	if e.pool == nil || e.refs.Add(-1) != 0 {
+		return
+	}
+	pool, v := e.pool, e.val
+	v.reset()
+	pool.Put(v)
 }
 
 // bytes encodes the value once and shares the result with every caller.
@@ -71,8 +125,11 @@ func valueOf[T any](e *entry) (T, error) {
 
 // Message is one delivery of a message to a handler. Value is the published
 // value; the methods describe the message and, under [ManualAck], settle
-// it. A Message is valid after the handler returns; under ManualAck it may
-// be handed to another goroutine until it is settled.
+// it. A Message stays valid after the handler returns and may be handed to
+// another goroutine, with one exception: the message of a [Volatile]
+// publish is reused by the bus, so its methods may be called only until
+// the handler returns (under ManualAck, until it is settled). Value, a
+// copy, stays valid.
 type Message[T any] struct {
 	Value T
 
@@ -95,36 +152,29 @@ func (m Message[T]) Position() Position { return Position{Epoch: m.e.topic.epoch
 func (m Message[T]) Time() time.Time { return m.e.time }
 
 // PublisherID returns the publisher's de-duplication id, or "".
-func (m Message[T]) PublisherID() string { return m.e.publisherID }
+func (m Message[T]) PublisherID() string { return m.e.m().publisherID }
 
 // Header returns the value of header k, or "".
-func (m Message[T]) Header(k string) string { return m.e.headers[k] }
+func (m Message[T]) Header(k string) string { return m.e.m().headers[k] }
 
 // Headers returns the message's headers. The map is shared: do not change it.
-func (m Message[T]) Headers() map[string]string { return m.e.headers }
+func (m Message[T]) Headers() map[string]string { return m.e.m().headers }
 
 // Rooms returns the rooms the message was addressed to with [To], or nil.
-func (m Message[T]) Rooms() []string { return m.e.to }
+func (m Message[T]) Rooms() []string { return m.e.m().to }
 
 // Except returns the rooms excluded with [Except], or nil.
-func (m Message[T]) Except() []string { return m.e.except }
+func (m Message[T]) Except() []string { return m.e.m().except }
 
 // ExceptMember returns the member excluded with [ExceptMember], or "".
-func (m Message[T]) ExceptMember() string { return m.e.exceptMember }
+func (m Message[T]) ExceptMember() string { return m.e.m().exceptMember }
 
 // Reaches reports whether the message's room filters ([To], [Except],
 // [ExceptMember]) let it reach member mem, given mem's rooms now. A nil mem
 // stands for a subscriber without an owner. Code that fans messages out
 // itself, such as a bridge, uses it to keep the bus's addressing rules.
 func (m Message[T]) Reaches(mem *Member) bool {
-	pc := publishConfig{to: m.e.to, except: m.e.except, exceptMember: m.e.exceptMember}
-	if mem == nil {
-		return len(pc.to) == 0
-	}
-	if len(pc.to) > 0 && !mem.inAny(pc.to) {
-		return false
-	}
-	return mem.accepts(&pc)
+	return reaches(m.e.m(), mem)
 }
 
 // Attempt returns which delivery attempt this is, from 1.

@@ -14,7 +14,11 @@ type Option interface{ applyBus(*busConfig) }
 type TopicOption interface{ applyTopic(*topicConfig) }
 
 // PublishOption configures one Publish.
-type PublishOption interface{ applyPublish(*publishConfig) }
+// Its method works on a copy rather than a pointer so that the
+// configuration of a publish stays on the publisher's stack.
+type PublishOption interface {
+	applyPublish(publishConfig) publishConfig
+}
 
 // SubscribeOption configures one Subscribe.
 type SubscribeOption interface{ applySubscribe(*subscribeConfig) }
@@ -49,11 +53,8 @@ type topicConfig struct {
 }
 
 type publishConfig struct {
-	volatile     bool
-	to, except   []string
-	exceptMember string
-	publisherID  string
-	headers      map[string]string
+	volatile bool
+	meta
 }
 
 // Policy is what a subscription does when its queue is full.
@@ -170,19 +171,23 @@ func Ephemeral() TopicOption { return ephemeralOpt{} }
 
 type volatileOpt struct{}
 
-func (volatileOpt) applyPublish(c *publishConfig)     { c.volatile = true }
-func (volatileOpt) applySubscribe(c *subscribeConfig) { c.volatile = true }
+func (volatileOpt) applyPublish(c publishConfig) publishConfig { c.volatile = true; return c }
+func (volatileOpt) applySubscribe(c *subscribeConfig)          { c.volatile = true }
 
 // Volatile asks for at-most-once delivery. On Publish: the message gets no
-// sequence number (Publish returns 0), is not kept in history and is handed
-// only to subscriptions with room for it now. On Subscribe: messages are
-// never retried and are dropped when the queue is full (DropNewest unless
+// sequence number (Publish returns 0), is not kept in history, is never
+// retried, and is dropped by every full queue except those of volatile
+// subscriptions that asked for [Block]. On Subscribe: messages are never
+// retried and are dropped when the queue is full (DropNewest unless
 // [OnFull] says otherwise).
 func Volatile() DeliveryOption { return volatileOpt{} }
 
 type toOpt struct{ rooms []string }
 
-func (o toOpt) applyPublish(c *publishConfig) { c.to = append(c.to, o.rooms...) }
+func (o toOpt) applyPublish(c publishConfig) publishConfig {
+	c.to = append(c.to, o.rooms...)
+	return c
+}
 
 // To addresses the message to the members of these rooms: it reaches the
 // matching subscriptions owned by a member of any of them, once each.
@@ -191,7 +196,10 @@ func To(rooms ...string) PublishOption { return toOpt{rooms} }
 
 type exceptOpt struct{ rooms []string }
 
-func (o exceptOpt) applyPublish(c *publishConfig) { c.except = append(c.except, o.rooms...) }
+func (o exceptOpt) applyPublish(c publishConfig) publishConfig {
+	c.except = append(c.except, o.rooms...)
+	return c
+}
 
 // Except keeps the message from the subscriptions of members in any of
 // these rooms.
@@ -199,7 +207,10 @@ func Except(rooms ...string) PublishOption { return exceptOpt{rooms} }
 
 type exceptMemberOpt struct{ id string }
 
-func (o exceptMemberOpt) applyPublish(c *publishConfig) { c.exceptMember = o.id }
+func (o exceptMemberOpt) applyPublish(c publishConfig) publishConfig {
+	c.exceptMember = o.id
+	return c
+}
 
 // ExceptMember keeps the message from the subscriptions of one member,
 // typically the sender.
@@ -207,14 +218,20 @@ func ExceptMember(id string) PublishOption { return exceptMemberOpt{id} }
 
 type publisherIDOpt struct{ id string }
 
-func (o publisherIDOpt) applyPublish(c *publishConfig) { c.publisherID = o.id }
+func (o publisherIDOpt) applyPublish(c publishConfig) publishConfig {
+	c.publisherID = o.id
+	return c
+}
 
 // PublisherID sets the message's de-duplication id (see [WithDedupeWindow]).
 func PublisherID(id string) PublishOption { return publisherIDOpt{id} }
 
 type headersOpt struct{ h map[string]string }
 
-func (o headersOpt) applyPublish(c *publishConfig) { c.headers = o.h }
+func (o headersOpt) applyPublish(c publishConfig) publishConfig {
+	c.headers = o.h
+	return c
+}
 
 // Headers attaches h to the message. The bus keeps h as it is: do not change
 // it after Publish.
@@ -278,7 +295,10 @@ type onFullOpt struct{ p Policy }
 func (o onFullOpt) applySubscribe(c *subscribeConfig) { c.policy = o.p }
 
 // OnFull sets what happens when the queue is full. Defaults: [Block] for
-// at-least-once, [DropNewest] for volatile subscriptions.
+// at-least-once, [DropNewest] for volatile subscriptions. A volatile
+// subscription may ask for Block to get back-pressure without retries: it is
+// the only kind a [Volatile] publish waits for; in every other full queue a
+// volatile publish is dropped.
 func OnFull(p Policy) SubscribeOption { return onFullOpt{p} }
 
 type groupOpt struct{ g string }

@@ -53,7 +53,7 @@ func (b *Bus) PublishRaw(ctx context.Context, topic string, data []byte, opts ..
 	}
 	var pc publishConfig
 	for _, o := range opts {
-		o.applyPublish(&pc)
+		pc = o.applyPublish(pc)
 	}
 	return ts.publish(ctx, e, &pc)
 }

@@ -1,14 +1,10 @@
 package bus
 
-import (
-	"sync"
-	"time"
-)
+import "time"
 
 // ring is a topic's in-memory history: the newest entries, bounded by count
-// and age, with consecutive sequence numbers.
+// and age, with consecutive sequence numbers. The topic's pubMu guards it.
 type ring struct {
-	mu     sync.RWMutex
 	buf    []*entry
 	head   int    // index of the oldest entry
 	n      int    // entries held
@@ -23,7 +19,6 @@ func (r *ring) init(size int, maxAge time.Duration, next uint64) {
 }
 
 func (r *ring) push(e *entry) {
-	r.mu.Lock()
 	if r.n == len(r.buf) {
 		r.buf[r.head] = nil
 		r.head = (r.head + 1) % len(r.buf)
@@ -36,7 +31,6 @@ func (r *ring) push(e *entry) {
 	r.buf[(r.head+r.n)%len(r.buf)] = e
 	r.n++
 	r.expire(e.time)
-	r.mu.Unlock()
 }
 
 // expire drops entries older than maxAge. Caller holds mu for writing.
@@ -55,8 +49,6 @@ func (r *ring) expire(now time.Time) {
 // read appends up to limit entries from seq from on. ok is false when from
 // is older than the oldest entry held.
 func (r *ring) read(from uint64, limit int, out []*entry) (_ []*entry, ok bool) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
 	r.expire(time.Now())
 	if from < r.first {
 		return out, false
@@ -70,17 +62,12 @@ func (r *ring) read(from uint64, limit int, out []*entry) (_ []*entry, ok bool) 
 
 // bounds returns the first seq held and the number of entries.
 func (r *ring) bounds() (first uint64, n int) {
-	r.mu.RLock()
-	defer r.mu.RUnlock()
 	return r.first, r.n
 }
 
-// seqAt returns the seq of the first entry at or after t, the next seq when
-// none is, and ok false when t is before the oldest entry's time and the
-// ring may have lost older ones.
+// seqAt returns the seq of the first entry at or after t, or the next seq
+// when none is.
 func (r *ring) seqAt(t time.Time) uint64 {
-	r.mu.RLock()
-	defer r.mu.RUnlock()
 	lo, hi := 0, r.n
 	for lo < hi {
 		mid := (lo + hi) / 2

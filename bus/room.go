@@ -214,11 +214,23 @@ func (m *Member) inAny(rooms []string) bool {
 }
 
 // accepts applies the Except and ExceptMember filters.
-func (m *Member) accepts(pc *publishConfig) bool {
-	if pc.exceptMember != "" && pc.exceptMember == m.id {
+func (m *Member) accepts(md *meta) bool {
+	if md.exceptMember != "" && md.exceptMember == m.id {
 		return false
 	}
-	return len(pc.except) == 0 || !m.inAny(pc.except)
+	return len(md.except) == 0 || !m.inAny(md.except)
+}
+
+// reaches applies all of a message's room filters to member mem (nil for
+// a subscription without an owner).
+func reaches(md *meta, mem *Member) bool {
+	if mem == nil {
+		return len(md.to) == 0
+	}
+	if len(md.to) > 0 && !mem.inAny(md.to) {
+		return false
+	}
+	return mem.accepts(md)
 }
 
 // RoomMembers returns the ids of the members in room, sorted (presence).

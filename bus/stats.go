@@ -7,7 +7,7 @@ import (
 )
 
 type topicCounters struct {
-	published, delivered, redelivered, deadLettered atomic.Uint64
+	delivered, redelivered, deadLettered atomic.Uint64
 }
 
 type subCounters struct {
@@ -67,13 +67,13 @@ func (b *Bus) Stats() Stats {
 	b.mu.RUnlock()
 	var st Stats
 	for _, ts := range topics {
-		_, n := ts.hist.bounds()
 		ts.pubMu.Lock()
-		last := ts.last
+		_, n := ts.hist.bounds()
+		last, published := ts.last, ts.published
 		ts.pubMu.Unlock()
 		st.Topics = append(st.Topics, TopicStats{
 			Name: ts.name, Epoch: ts.epoch, Last: last, History: n, Persisted: ts.persisted,
-			Published: ts.stats.published.Load(), Delivered: ts.stats.delivered.Load(),
+			Published: published, Delivered: ts.stats.delivered.Load(),
 			Redelivered: ts.stats.redelivered.Load(), DeadLettered: ts.stats.deadLettered.Load(),
 		})
 	}
@@ -100,7 +100,7 @@ func (s *Subscription) Stats() SubscriptionStats {
 	}
 	s.mu.Lock()
 	st.QueueLen = len(s.q) - s.qh
-	st.Pending = s.inFlight
+	st.Pending = int(s.inFlight.Load())
 	st.Backlog = len(s.backlog)
 	if s.cursor < s.liveStart {
 		st.Backlog += int(s.liveStart - s.cursor)

@@ -23,16 +23,20 @@ type Subscription struct {
 	done    chan struct{}
 	workers atomic.Int32
 
+	qlen      atomic.Int32 // len(q)-qh, readable without mu
+	inFlight  atomic.Int32 // taken from the queue, not yet done
+
 	mu        sync.Mutex
 	cond      sync.Cond
 	q         []*entry // live queue: q[qh:]
 	qh        int
+	waiting   int // workers waiting in cond
+	stopped   atomic.Bool // set when the subscription begins to end
 	backlog   []*entry // history being caught up
 	cursor    uint64   // next seq to read from history
 	liveStart uint64   // first seq that arrives live; history below it
 	skipBelow uint64   // live entries below it are not delivered
 	loading   bool
-	inFlight  int
 	room      chan struct{} // closed when the queue has room again
 	ending    bool
 	endErr    error
@@ -261,6 +265,7 @@ func (s *Subscription) end(err error) {
 		return
 	}
 	s.ending, s.endErr = true, err
+	s.stopped.Store(true)
 	if s.room != nil {
 		close(s.room)
 		s.room = nil
@@ -296,29 +301,14 @@ func (s *Subscription) detach() {
 	close(s.done)
 }
 
-// accepts reports whether a message with these room filters may reach s.
-func (s *Subscription) accepts(pc *publishConfig) bool {
-	m := s.cfg.owner
-	if m == nil {
-		return len(pc.to) == 0
-	}
-	if len(pc.to) > 0 && !m.inAny(pc.to) {
-		return false
-	}
-	return m.accepts(pc)
-}
-
-func (s *Subscription) hasRoom() bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return len(s.q)-s.qh < s.cfg.queueSize
-}
+// full reports whether the queue has reached its size.
+func (s *Subscription) full() bool { return int(s.qlen.Load()) >= s.cfg.queueSize }
 
 // busy reports whether s has queued, backlogged or in-flight messages.
 func (s *Subscription) busy() bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return !s.ending && (len(s.q) > s.qh || len(s.backlog) > 0 || s.inFlight > 0 || s.cursor < s.liveStart)
+	return !s.ending && (len(s.q) > s.qh || len(s.backlog) > 0 || s.inFlight.Load() > 0 || s.cursor < s.liveStart)
 }
 
 // waitRoom blocks until the queue has room, the subscription ends, or ctx
@@ -349,12 +339,6 @@ func (s *Subscription) waitRoom(ctx context.Context) error {
 	}
 }
 
-func (s *Subscription) enqueueIf(e *entry, volatile bool) {
-	if s != nil {
-		s.enqueue(e, volatile)
-	}
-}
-
 // enqueue adds e to the live queue, applying the full-queue policy. It is
 // called with the topic's pubMu held and never calls user code.
 func (s *Subscription) enqueue(e *entry, volatile bool) {
@@ -365,11 +349,12 @@ func (s *Subscription) enqueue(e *entry, volatile bool) {
 	}
 	if len(s.q)-s.qh >= s.cfg.queueSize {
 		switch {
-		case volatile || s.cfg.policy == DropNewest:
+		case volatile && !s.cfg.volatile || s.cfg.policy == DropNewest:
 			s.stats.dropped.Add(1)
 			s.mu.Unlock()
 			return
 		case s.cfg.policy == DropOldest:
+			s.q[s.qh].release()
 			s.q[s.qh] = nil
 			s.qh++
 			s.stats.dropped.Add(1)
@@ -387,54 +372,79 @@ func (s *Subscription) enqueue(e *entry, volatile bool) {
 		clear(s.q[n:])
 		s.q, s.qh = s.q[:n], 0
 	}
+	e.hold()
 	s.q = append(s.q, e)
-	s.cond.Signal()
+	s.qlen.Store(int32(len(s.q) - s.qh))
+	if s.waiting > 0 {
+		s.cond.Signal()
+	}
 	s.mu.Unlock()
 }
 
-// next returns the next message to handle, waiting for one; ok is false
-// when the subscription ends.
-func (s *Subscription) next() (e *entry, ok bool) {
+// maxBatch bounds how many messages a worker takes from the queue at once.
+const maxBatch = 64
+
+// next fills batch with the next messages to handle, waiting for at least
+// one; it returns nil when the subscription ends. With several workers
+// each takes a share, so they all have work.
+func (s *Subscription) next(batch []*entry) []*entry {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for {
 		if s.ending {
-			return nil, false
+			return nil
 		}
 		if len(s.backlog) > 0 {
-			e = s.backlog[0]
+			e := s.backlog[0]
 			s.backlog[0] = nil
 			s.backlog = s.backlog[1:]
 			if s.skip(e) {
 				continue
 			}
-			s.inFlight++
-			return e, true
+			s.inFlight.Add(1)
+			return append(batch, e)
 		}
 		if s.cursor < s.liveStart {
 			if !s.loading {
 				s.load()
 			} else {
-				s.cond.Wait()
+				s.wait()
 			}
 			continue
 		}
-		if len(s.q) > s.qh {
-			e = s.q[s.qh]
-			s.q[s.qh] = nil
-			s.qh++
+		if n := len(s.q) - s.qh; n > 0 {
+			take := min(n, maxBatch)
+			if w := s.cfg.maxInFlight; w > 1 {
+				take = min(take, (n+w-1)/w)
+			}
+			for _, e := range s.q[s.qh : s.qh+take] {
+				if e.seq != 0 && e.seq < s.skipBelow || s.skip(e) {
+					e.release()
+					continue
+				}
+				batch = append(batch, e)
+			}
+			clear(s.q[s.qh : s.qh+take])
+			s.qh += take
+			s.qlen.Store(int32(len(s.q) - s.qh))
 			if s.room != nil && len(s.q)-s.qh < s.cfg.queueSize {
 				close(s.room)
 				s.room = nil
 			}
-			if e.seq != 0 && e.seq < s.skipBelow || s.skip(e) {
-				continue
+			if len(batch) > 0 {
+				s.inFlight.Add(int32(len(batch)))
+				return batch
 			}
-			s.inFlight++
-			return e, true
+			continue
 		}
-		s.cond.Wait()
+		s.wait()
 	}
+}
+
+func (s *Subscription) wait() {
+	s.waiting++
+	s.cond.Wait()
+	s.waiting--
 }
 
 // skip reports whether a durable consumer already acknowledged e.
@@ -479,23 +489,60 @@ func (s *Subscription) load() {
 
 // work is one of the subscription's MaxInFlight goroutines.
 func (s *Subscription) work() {
-	c := newDctx(s.ctx)
+	fast := s.cfg.volatile && !s.cfg.manual // no deadline, no retry
+	var c *dctx
+	if !fast {
+		c = newDctx(s.ctx, s.cfg.ackWait)
+	}
 	defer func() {
-		c.close()
+		if c != nil {
+			c.close()
+		}
 		if s.workers.Add(-1) == 0 {
 			s.detach()
 		}
 	}()
+	batch := make([]*entry, 0, maxBatch)
 	for {
-		e, ok := s.next()
-		if !ok {
+		batch = s.next(batch[:0])
+		if batch == nil {
 			return
 		}
-		s.process(c, e)
-		s.mu.Lock()
-		s.inFlight--
-		s.mu.Unlock()
+		n := s.deliverBatch(c, batch, fast)
+		s.stats.delivered.Add(uint64(n))
+		clear(batch)
 	}
+}
+
+// deliverBatch hands the batch to the handler in order and returns how
+// many it delivered; it stops early when the subscription ends.
+func (s *Subscription) deliverBatch(c *dctx, batch []*entry, fast bool) int {
+	run := uint64(0) // delivered since the last flush of the topic counter
+	for i, e := range batch {
+		if s.stopped.Load() {
+			for _, rest := range batch[i:] {
+				rest.release()
+			}
+			s.inFlight.Add(-int32(len(batch) - i))
+			if i > 0 {
+				batch[i-1].topic.stats.delivered.Add(run)
+			}
+			return i
+		}
+		if fast {
+			s.call(s.ctx, e, 1, nil)
+		} else {
+			s.process(c, e)
+		}
+		run++
+		if i == len(batch)-1 || batch[i+1].topic != e.topic {
+			e.topic.stats.delivered.Add(run)
+			run = 0
+		}
+		e.release()
+		s.inFlight.Add(-1)
+	}
+	return len(batch)
 }
 
 // process delivers e until it is settled.
@@ -506,10 +553,7 @@ func (s *Subscription) process(c *dctx, e *entry) {
 	}
 	for attempt := first; ; attempt++ {
 		o := s.invoke(c, e, attempt)
-		if attempt == first {
-			s.stats.delivered.Add(1)
-			e.topic.stats.delivered.Add(1)
-		} else {
+		if attempt > first {
 			s.stats.redelivered.Add(1)
 			e.topic.stats.redelivered.Add(1)
 		}
@@ -518,8 +562,9 @@ func (s *Subscription) process(c *dctx, e *entry) {
 			s.settled(e)
 			return
 		case s.cfg.volatile || e.seq == 0 || s.ctx.Err() != nil:
-			// No retry; when ending, what is not settled stays
-			// unacknowledged for a durable consumer to get again.
+			// No retry for volatile delivery; when ending, what is not
+			// settled stays unacknowledged for a durable consumer to get
+			// again.
 			return
 		case attempt >= s.cfg.maxDeliver:
 			s.deadLetter(e, attempt, o.err)
@@ -546,7 +591,7 @@ func (s *Subscription) invoke(c *dctx, e *entry, attempt int) (o outcome) {
 	if s.cfg.manual {
 		d = &delivery{out: make(chan outcome, 1), touch: make(chan struct{}, 1)}
 	}
-	c.begin(s.cfg.ackWait)
+	c.begin()
 	err := s.call(c, e, attempt, d)
 	c.end()
 	if err != nil {
@@ -675,7 +720,7 @@ func (s *Subscription) deadLetter(e *entry, attempts int, cause error) {
 		errText += "; encode: " + err.Error()
 	}
 	dl := DeadLetter{
-		Topic: ts.name, Seq: e.seq, Epoch: ts.epoch, Time: e.time, Headers: e.headers, Data: data,
+		Topic: ts.name, Seq: e.seq, Epoch: ts.epoch, Time: e.time, Headers: e.m().headers, Data: data,
 		Attempts: attempts, Error: errText, Pattern: s.pattern, Durable: s.cfg.durable,
 	}
 	t, err := newTopic[DeadLetter](s.b, DeadLetterTopic(ts.name), nil)

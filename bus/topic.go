@@ -14,8 +14,9 @@ import (
 // Topic is a topic name bound to a Go type T. Make one with [NewTopic]; it is
 // safe for concurrent use.
 type Topic[T any] struct {
-	b  *Bus
-	ts *topicState
+	b    *Bus
+	ts   *topicState
+	pool sync.Pool // entries of volatile publishes, reused
 }
 
 // NewTopic binds name to T and returns the typed topic. Binding a name again
@@ -51,7 +52,7 @@ func newTopic[T any](b *Bus, name string, opts []TopicOption) (*Topic[T], error)
 			if err := ts.codecOf().Decode(data, &v); err != nil {
 				return nil, fmt.Errorf("%w: topic %q: %v", ErrTypeMismatch, ts.name, err)
 			}
-			e := newEntry(ts, v)
+			e := newEntry(ts, v, nil)
 			e.data = data
 			return e, nil
 		},
@@ -81,9 +82,13 @@ func (t *Topic[T]) Publish(ctx context.Context, v T, opts ...PublishOption) (uin
 	}
 	var pc publishConfig
 	for _, o := range opts {
-		o.applyPublish(&pc)
+		pc = o.applyPublish(pc)
 	}
-	return t.ts.publish(ctx, newEntry(t.ts, v), &pc)
+	var pool *sync.Pool
+	if pc.volatile {
+		pool = &t.pool
+	}
+	return t.ts.publish(ctx, newEntry(t.ts, v, pool), &pc)
 }
 
 // Subscribe calls h for every message published to the topic from now on
@@ -141,20 +146,16 @@ type topicState struct {
 	persisted bool
 	bind      atomic.Pointer[binding]
 
-	pubMu   sync.Mutex             // orders publishes: sequence and enqueue
-	last    uint64                 // last sequence dispatched
-	pending map[uint64]*pendingPub // persisted: committed, waiting for order
-	dedupe  map[string]*dedupeRec
-	dedupeQ []*dedupeRec // in publish order, for expiry
+	pubMu     sync.Mutex // orders publishes; guards the fields below and hist
+	last      uint64     // last sequence dispatched
+	published uint64
+	pending   map[uint64]*entry // persisted: committed, waiting for order
+	dedupe    map[string]*dedupeRec
+	dedupeQ   []*dedupeRec // in publish order, for expiry
 
 	hist  ring
 	match atomic.Pointer[matchSet]
 	stats topicCounters
-}
-
-type pendingPub struct {
-	e  *entry
-	pc *publishConfig
 }
 
 type dedupeRec struct {
@@ -213,22 +214,30 @@ func (ts *topicState) rawEntry(data []byte) (*entry, error) {
 	if !json.Valid(data) {
 		return nil, fmt.Errorf("%w: topic %q: value is not JSON", ErrTypeMismatch, ts.name)
 	}
-	e := newEntry(ts, json.RawMessage(data))
+	e := newEntry(ts, json.RawMessage(data), nil)
 	e.data = data
 	return e, nil
 }
 
 func (ts *topicState) publish(ctx context.Context, e *entry, pc *publishConfig) (uint64, error) {
-	e.publisherID, e.headers = pc.publisherID, pc.headers
-	e.to, e.except, e.exceptMember = pc.to, pc.except, pc.exceptMember
+	if !pc.meta.empty() {
+		md := pc.meta
+		e.meta = &md
+	}
 	if pc.volatile {
+		if err := ts.waitRoom(ctx, true); err != nil {
+			return 0, err
+		}
+		e.refs.Store(1) // the publisher's own reference
 		ts.pubMu.Lock()
 		e.time = time.Now()
-		ts.dispatch(ctx, e, pc, true)
+		ts.published++
+		ts.dispatch(e, true)
 		ts.pubMu.Unlock()
+		e.release()
 		return 0, nil
 	}
-	if err := ts.waitRoom(ctx); err != nil {
+	if err := ts.waitRoom(ctx, false); err != nil {
 		return 0, err
 	}
 	var rec *dedupeRec
@@ -240,7 +249,7 @@ func (ts *topicState) publish(ctx context.Context, e *entry, pc *publishConfig) 
 		rec = r
 	}
 	if ts.persisted {
-		return ts.publishPersisted(ctx, e, pc, rec)
+		return ts.publishPersisted(ctx, e, rec)
 	}
 	ts.pubMu.Lock()
 	if ts.b.closed() {
@@ -251,23 +260,25 @@ func (ts *topicState) publish(ctx context.Context, e *entry, pc *publishConfig) 
 	ts.last++
 	e.seq = ts.last
 	e.time = time.Now()
+	ts.published++
 	ts.hist.push(e)
-	ts.dispatch(ctx, e, pc, false)
+	ts.dispatch(e, false)
 	ts.pubMu.Unlock()
 	ts.release(rec, e.seq)
 	return e.seq, nil
 }
 
-func (ts *topicState) publishPersisted(ctx context.Context, e *entry, pc *publishConfig, rec *dedupeRec) (uint64, error) {
+func (ts *topicState) publishPersisted(ctx context.Context, e *entry, rec *dedupeRec) (uint64, error) {
 	data, err := e.bytes()
 	if err != nil {
 		ts.release(rec, 0)
 		return 0, fmt.Errorf("bus: encode %q: %w", ts.name, err)
 	}
 	e.time = time.Now()
+	md := e.m()
 	seq, err := ts.b.store.Append(ctx, ts.name, Record{
-		Time: e.time, PublisherID: e.publisherID, Headers: e.headers,
-		To: e.to, Except: e.except, ExceptMember: e.exceptMember, Data: data,
+		Time: e.time, PublisherID: md.publisherID, Headers: md.headers,
+		To: md.to, Except: md.except, ExceptMember: md.exceptMember, Data: data,
 	})
 	if err != nil {
 		ts.release(rec, 0)
@@ -276,9 +287,11 @@ func (ts *topicState) publishPersisted(ctx context.Context, e *entry, pc *publis
 	e.seq = seq
 	ts.pubMu.Lock()
 	if ts.pending == nil {
-		ts.pending = make(map[uint64]*pendingPub)
+		ts.pending = make(map[uint64]*entry)
 	}
-	ts.pending[seq] = &pendingPub{e, pc}
+	ts.pending[seq] = e
+	// Dispatch in sequence order: a publish committed in the same batch as
+	// an earlier one may get here first.
 	for {
 		p := ts.pending[ts.last+1]
 		if p == nil {
@@ -286,8 +299,9 @@ func (ts *topicState) publishPersisted(ctx context.Context, e *entry, pc *publis
 		}
 		delete(ts.pending, ts.last+1)
 		ts.last++
-		ts.hist.push(p.e)
-		ts.dispatch(ctx, p.e, p.pc, false)
+		ts.published++
+		ts.hist.push(p)
+		ts.dispatch(p, false)
 	}
 	ts.pubMu.Unlock()
 	ts.release(rec, seq)
@@ -380,43 +394,57 @@ func (ts *topicState) loadDedupe(ctx context.Context) error {
 }
 
 // waitRoom waits until every Block subscription matching the topic has room
-// in its queue.
-func (ts *topicState) waitRoom(ctx context.Context) error {
+// in its queue; for a volatile publish, only the volatile subscriptions that
+// asked for Block.
+func (ts *topicState) waitRoom(ctx context.Context, volatile bool) error {
 	ms := ts.b.matches(ts)
-	for _, s := range ms.block {
-		if err := s.waitRoom(ctx); err != nil {
-			return err
+	block := ms.block
+	if volatile {
+		block = ms.vblock
+	}
+	for _, s := range block {
+		if s.full() {
+			if err := s.waitRoom(ctx); err != nil {
+				return err
+			}
 		}
 	}
 	return nil
 }
 
 // dispatch queues e for every subscription it reaches. Caller holds pubMu.
-func (ts *topicState) dispatch(ctx context.Context, e *entry, pc *publishConfig, volatile bool) {
-	ts.stats.published.Add(1)
+func (ts *topicState) dispatch(e *entry, volatile bool) {
 	ms := ts.b.matches(ts)
-	if len(pc.to) > 0 {
-		ts.dispatchRooms(ms, e, pc, volatile)
-	} else {
+	md := e.m()
+	switch {
+	case len(md.to) > 0:
+		ts.dispatchRooms(ms, e, md, volatile)
+	case md.except == nil && md.exceptMember == "":
 		for _, s := range ms.plain {
-			if pc.except == nil && pc.exceptMember == "" || s.accepts(pc) {
+			s.enqueue(e, volatile)
+		}
+	default:
+		for _, s := range ms.plain {
+			if reaches(md, s.cfg.owner) {
 				s.enqueue(e, volatile)
 			}
 		}
 	}
 	for _, g := range ms.groups {
-		g.pick(pc).enqueueIf(e, volatile)
+		if s := g.pick(md); s != nil {
+			s.enqueue(e, volatile)
+		}
 	}
 }
 
-// dispatchRooms queues e for the subscriptions of the members of pc.to,
+// dispatchRooms queues e for the subscriptions of the members of md.to,
 // once per subscription.
-func (ts *topicState) dispatchRooms(ms *matchSet, e *entry, pc *publishConfig, volatile bool) {
+func (ts *topicState) dispatchRooms(ms *matchSet, e *entry, md *meta, volatile bool) {
 	var seen map[*Member]struct{}
-	if len(pc.to) > 1 {
+	if len(md.to) > 1 {
 		seen = make(map[*Member]struct{})
 	}
-	for _, name := range pc.to {
+	for _, name := range md.to {
 		for _, m := range ts.b.roomMembers(name) {
 			subs := ms.byOwner[m]
 			if len(subs) == 0 {
@@ -428,7 +456,7 @@ func (ts *topicState) dispatchRooms(ms *matchSet, e *entry, pc *publishConfig, v
 				}
 				seen[m] = struct{}{}
 			}
-			if !m.accepts(pc) {
+			if !m.accepts(md) {
 				continue
 			}
 			for _, s := range subs {
@@ -443,7 +471,9 @@ func (ts *topicState) read(ctx context.Context, from uint64, limit int) ([]*entr
 	if from == 0 {
 		from = 1
 	}
+	ts.pubMu.Lock()
 	es, ok := ts.hist.read(from, limit, nil)
+	ts.pubMu.Unlock()
 	if ok || !ts.persisted {
 		if !ok {
 			return nil, fmt.Errorf("%w: topic %q seq %d", ErrNotCovered, ts.name, from)
@@ -460,8 +490,10 @@ func (ts *topicState) read(ctx context.Context, from uint64, limit int) ([]*entr
 		if err != nil {
 			return es, err
 		}
-		e.seq, e.time, e.publisherID, e.headers = r.Seq, r.Time, r.PublisherID, r.Headers
-		e.to, e.except, e.exceptMember = r.To, r.Except, r.ExceptMember
+		e.seq, e.time = r.Seq, r.Time
+		if r.PublisherID != "" || r.Headers != nil || r.To != nil || r.Except != nil || r.ExceptMember != "" {
+			e.meta = &meta{publisherID: r.PublisherID, headers: r.Headers, to: r.To, except: r.Except, exceptMember: r.ExceptMember}
+		}
 		es = append(es, e)
 	}
 	return es, nil
@@ -473,7 +505,8 @@ type matchSet struct {
 	plain   []*Subscription             // not in a queue group
 	byOwner map[*Member][]*Subscription // plain ones with an owner
 	groups  []*group
-	block   []*Subscription // plain at-least-once ones with the Block policy
+	block   []*Subscription // plain ones with the Block policy
+	vblock  []*Subscription // the volatile ones among them
 }
 
 type group struct {
@@ -500,8 +533,11 @@ func newMatchSet(gen uint64, subs []*Subscription) *matchSet {
 			continue
 		}
 		ms.plain = append(ms.plain, s)
-		if s.cfg.policy == Block && !s.cfg.volatile {
+		if s.cfg.policy == Block {
 			ms.block = append(ms.block, s)
+			if s.cfg.volatile {
+				ms.vblock = append(ms.vblock, s)
+			}
 		}
 		if s.cfg.owner != nil {
 			if ms.byOwner == nil {
@@ -515,16 +551,16 @@ func newMatchSet(gen uint64, subs []*Subscription) *matchSet {
 
 // pick chooses the group member for one message: round robin over the
 // members the message may reach, preferring one with room in its queue.
-func (g *group) pick(pc *publishConfig) *Subscription {
+func (g *group) pick(md *meta) *Subscription {
 	n := uint32(len(g.subs))
 	start := g.next.Add(1)
 	var fallback *Subscription
 	for i := range n {
 		s := g.subs[(start+i)%n]
-		if !s.accepts(pc) {
+		if !reaches(md, s.cfg.owner) {
 			continue
 		}
-		if s.hasRoom() {
+		if !s.full() {
 			return s
 		}
 		if fallback == nil {

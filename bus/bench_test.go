@@ -1,0 +1,258 @@
+package bus_test
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/courierbus/courier/bus"
+)
+
+// event is the value every benchmark sends: a small struct, as a typed
+// topic would carry.
+type event struct {
+	ID    int
+	Kind  int
+	Value float64
+}
+
+// cpuTime returns the process's user+system CPU time.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// measure runs publish (which must deliver deliveries messages in all and
+// return once they are delivered) and reports delivered msgs/s and CPU time
+// per delivered message.
+func measure(b *testing.B, deliveries int, run func()) {
+	b.ReportAllocs()
+	b.ResetTimer()
+	cpu0, t0 := cpuTime(), time.Now()
+	run()
+	wall, cpu := time.Since(t0), cpuTime()-cpu0
+	b.StopTimer()
+	b.ReportMetric(float64(deliveries)/wall.Seconds(), "msgs/s")
+	b.ReportMetric(float64(cpu.Nanoseconds())/float64(deliveries), "cpu-ns/msg")
+	b.ReportMetric(0, "ns/op") // wall time per op is meaningless across shapes
+}
+
+// shapes are the publisher/subscriber counts of the in-process benchmarks.
+var shapes = []struct {
+	name      string
+	pubs, sub int
+}{
+	{"1to1", 1, 1},
+	{"1to10", 1, 10},
+	{"4to1", 4, 1},
+}
+
+// splitN gives publisher p its share of n messages.
+func splitN(n, pubs, p int) int {
+	share := n / pubs
+	if p < n%pubs {
+		share++
+	}
+	return share
+}
+
+// BenchmarkChannels is the baseline: the same values through buffered Go
+// channels (capacity 1024, as a subscription's default queue) to the same
+// number of receiving goroutines.
+func BenchmarkChannels(b *testing.B) {
+	for _, sh := range shapes {
+		b.Run(sh.name, func(b *testing.B) {
+			chans := make([]chan event, sh.sub)
+			var recv sync.WaitGroup
+			for i := range chans {
+				chans[i] = make(chan event, 1024)
+				recv.Add(1)
+				go func(ch chan event) {
+					defer recv.Done()
+					var sum int
+					for ev := range ch {
+						sum += ev.ID
+					}
+					_ = sum
+				}(chans[i])
+			}
+			measure(b, b.N*sh.sub, func() {
+				var pubs sync.WaitGroup
+				for p := range sh.pubs {
+					pubs.Go(func() {
+						for i := range splitN(b.N, sh.pubs, p) {
+							ev := event{ID: i, Kind: p}
+							for _, ch := range chans {
+								ch <- ev
+							}
+						}
+					})
+				}
+				pubs.Wait()
+				for _, ch := range chans {
+					close(ch)
+				}
+				recv.Wait()
+			})
+		})
+	}
+}
+
+// benchBus publishes b.N events through a typed topic to sh.sub
+// subscribers made with opts, and waits until every one is handled.
+func benchBus(b *testing.B, sh struct {
+	name      string
+	pubs, sub int
+}, subOpts []bus.SubscribeOption, pubOpts []bus.PublishOption) {
+	bs, err := bus.New()
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer bs.Close()
+	tp, err := bus.NewTopic[event](bs, "bench")
+	if err != nil {
+		b.Fatal(err)
+	}
+	var left atomic.Int64
+	left.Store(int64(b.N * sh.sub))
+	done := make(chan struct{})
+	for range sh.sub {
+		if _, err := tp.Subscribe(func(_ context.Context, m bus.Message[event]) error {
+			if left.Add(-1) == 0 {
+				close(done)
+			}
+			return nil
+		}, subOpts...); err != nil {
+			b.Fatal(err)
+		}
+	}
+	ctx := context.Background()
+	measure(b, b.N*sh.sub, func() {
+		var pubs sync.WaitGroup
+		for p := range sh.pubs {
+			pubs.Go(func() {
+				for i := range splitN(b.N, sh.pubs, p) {
+					if _, err := tp.Publish(ctx, event{ID: i, Kind: p}, pubOpts...); err != nil {
+						b.Error(err)
+						return
+					}
+				}
+			})
+		}
+		pubs.Wait()
+		<-done
+	})
+}
+
+// BenchmarkAtMostOnce: volatile publishes to volatile subscriptions with
+// back-pressure (Block), so that every message is delivered and counted,
+// as with channels.
+func BenchmarkAtMostOnce(b *testing.B) {
+	for _, sh := range shapes {
+		b.Run(sh.name, func(b *testing.B) {
+			benchBus(b, sh, []bus.SubscribeOption{bus.Volatile(), bus.OnFull(bus.Block)}, []bus.PublishOption{bus.Volatile()})
+		})
+	}
+}
+
+// BenchmarkAtLeastOnce: the default subscription: ack-tracked, ordered.
+func BenchmarkAtLeastOnce(b *testing.B) {
+	b.Run("1to1", func(b *testing.B) { benchBus(b, shapes[0], nil, nil) })
+}
+
+// BenchmarkRooms: 1000 members in 10 rooms, each with one subscription;
+// every publish goes to one room (100 deliveries).
+func BenchmarkRooms(b *testing.B) {
+	bs, err := bus.New()
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer bs.Close()
+	tp, _ := bus.NewTopic[event](bs, "rooms")
+	ctx := context.Background()
+	var left atomic.Int64
+	var done chan struct{}
+	for i := range 1000 {
+		m, _ := bs.Member(fmt.Sprintf("m%d", i))
+		m.Join(ctx, fmt.Sprintf("r%d", i%10))
+		tp.Subscribe(func(context.Context, bus.Message[event]) error {
+			if left.Add(-1) == 0 {
+				close(done)
+			}
+			return nil
+		}, bus.Owner(m), bus.Volatile(), bus.OnFull(bus.Block))
+	}
+	left.Store(int64(b.N * 100))
+	done = make(chan struct{})
+	room := bus.To("r3")
+	measure(b, b.N*100, func() {
+		for i := range b.N {
+			if _, err := tp.Publish(ctx, event{ID: i}, room); err != nil {
+				b.Fatal(err)
+			}
+		}
+		<-done
+	})
+}
+
+// BenchmarkRoomsChannels is the rooms baseline: 1000 receiving goroutines
+// with a channel each, the publisher sending to the 100 of one room.
+func BenchmarkRoomsChannels(b *testing.B) {
+	chans := make([]chan event, 1000)
+	var recv sync.WaitGroup
+	for i := range chans {
+		chans[i] = make(chan event, 1024)
+		recv.Add(1)
+		go func(ch chan event) {
+			defer recv.Done()
+			for range ch {
+			}
+		}(chans[i])
+	}
+	measure(b, b.N*100, func() {
+		for i := range b.N {
+			for j := 3; j < 1000; j += 10 {
+				chans[j] <- event{ID: i}
+			}
+		}
+		for _, ch := range chans {
+			close(ch)
+		}
+		recv.Wait()
+	})
+}
+
+// TestPublishAllocations holds the allocation budget of the hot path: one
+// allocation per publish (the message), none per delivery.
+func TestPublishAllocations(t *testing.T) {
+	if raceEnabled {
+		t.Skip("allocation counts differ under -race")
+	}
+	b := newBus(t)
+	tp := newTopic[event](t, b, "allocs")
+	var n atomic.Int64
+	for range 10 {
+		tp.Subscribe(func(context.Context, bus.Message[event]) error { n.Add(1); return nil }, bus.Volatile(), bus.OnFull(bus.Block))
+	}
+	ctx := context.Background()
+	allocs := testing.AllocsPerRun(1000, func() { tp.Publish(ctx, event{ID: 1}) })
+	if allocs > 1 {
+		t.Fatalf("%.1f allocations per publish to 10 subscribers, want at most 1", allocs)
+	}
+	// A volatile publish reuses its message once every subscriber is done
+	// with it: in a steady flow it allocates nothing. (The pool refills as
+	// subscribers finish, so a burst ahead of them may still allocate.)
+	volatile := bus.Volatile()
+	for range 20000 {
+		tp.Publish(ctx, event{ID: 1}, volatile)
+	}
+	allocs = testing.AllocsPerRun(5000, func() { tp.Publish(ctx, event{ID: 1}, volatile) })
+	if allocs > 0.05 {
+		t.Fatalf("%.2f allocations per volatile publish to 10 subscribers, want 0", allocs)
+	}
+}
