@@ -98,23 +98,7 @@ func Open(dir string, opts ...Option) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("persist: open %s: %w", dir, err)
 	}
-	bo := badger.DefaultOptions(dir).
-		WithLogger(badgerLogger{cfg.logger}).
-		WithSyncWrites(false). // one db.Sync per batch instead, see writer.commit
-		WithNumVersionsToKeep(1).
-		WithDetectConflicts(false).
-		WithMetricsEnabled(false).
-		WithCompression(options.None).
-		WithBlockCacheSize(0).
-		WithIndexCacheSize(indexCacheSize).
-		WithMemTableSize(memTableSize).
-		WithNumMemtables(numMemtables).
-		WithBaseTableSize(baseTableSize).
-		WithNumCompactors(2).
-		WithNumGoroutines(2).
-		WithValueThreshold(valueThreshold).
-		WithValueLogFileSize(valueLogFile)
-	db, err := badger.Open(bo)
+	db, err := badger.Open(badgerOptions(dir, &cfg))
 	if err != nil {
 		marker.Close()
 		if strings.Contains(err.Error(), "Another process is using this Badger database") {
@@ -137,6 +121,27 @@ func Open(dir string, opts ...Option) (*Store, error) {
 	s.bgWG.Add(1)
 	go func() { defer s.bgWG.Done(); s.background() }()
 	return s, nil
+}
+
+// badgerOptions returns the Badger options of a store in dir: the
+// small-memory profile, with SyncWrites off (see writer.commit).
+func badgerOptions(dir string, cfg *config) badger.Options {
+	return badger.DefaultOptions(dir).
+		WithLogger(badgerLogger{cfg.logger}).
+		WithSyncWrites(false).
+		WithNumVersionsToKeep(1).
+		WithDetectConflicts(false).
+		WithMetricsEnabled(false).
+		WithCompression(options.None).
+		WithBlockCacheSize(0).
+		WithIndexCacheSize(indexCacheSize).
+		WithMemTableSize(memTableSize).
+		WithNumMemtables(numMemtables).
+		WithBaseTableSize(baseTableSize).
+		WithNumCompactors(2).
+		WithNumGoroutines(2).
+		WithValueThreshold(valueThreshold).
+		WithValueLogFileSize(valueLogFile)
 }
 
 // Close flushes the appends already accepted, stops the store's goroutines
@@ -549,6 +554,11 @@ func (s *Store) consumerOp(ctx context.Context, kind opKind, topic, name string,
 // waits for the batch regardless of ctx. A nil result means o's result
 // fields are set; the caller then releases o.
 func (s *Store) do(ctx context.Context, o *op) error {
+	if ctx.Done() == nil { // never cancelled: skip the selects
+		s.ops <- o
+		<-o.done
+		return nil
+	}
 	select {
 	case s.ops <- o:
 	case <-ctx.Done():
