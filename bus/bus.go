@@ -15,6 +15,7 @@ import (
 type Bus struct {
 	cfg     busConfig
 	log     *slog.Logger
+	base    time.Time // the bus's clock: message times are offsets from it
 	store   Store // durable positions; topic logs too when persist is set
 	persist bool
 
@@ -63,6 +64,7 @@ func New(opts ...Option) (*Bus, error) {
 		rooms:     make(map[string]*room),
 		members:   make(map[string]*Member),
 	}
+	b.base = time.Now()
 	if b.log == nil {
 		b.log = slog.New(slog.DiscardHandler)
 	}
@@ -149,6 +151,16 @@ func (b *Bus) idle() bool {
 func (b *Bus) Done() <-chan struct{} { return b.ctx.Done() }
 
 func (b *Bus) closed() bool { return b.closing.Load() }
+
+// now returns the time as the bus keeps it: nanoseconds since it started,
+// on the monotonic clock, which costs half a wall-clock reading.
+func (b *Bus) now() int64 { return int64(time.Since(b.base)) }
+
+// wall turns a bus time into a wall-clock time.
+func (b *Bus) wall(at int64) time.Time { return b.base.Add(time.Duration(at)) }
+
+// at turns a wall-clock time into a bus time.
+func (b *Bus) at(t time.Time) int64 { return int64(t.Sub(b.base)) }
 
 // binding ties a topic name to a Go type.
 type binding struct {

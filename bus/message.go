@@ -13,7 +13,7 @@ import (
 type entry struct {
 	topic *topicState
 	seq   uint64
-	time  time.Time
+	at    int64 // publish time: nanoseconds since the bus started (see Bus.now)
 	meta  *meta // nil for a publish without filters, id or headers
 	val   valuer
 
@@ -82,16 +82,21 @@ func newEntry[T any](ts *topicState, v T, pool *sync.Pool) *entry {
 	return &te.entry
 }
 
-// hold adds a reference for a queue about to take e.
-func (e *entry) hold() {
-	if e.pool != nil {
-		e.refs.Add(1)
-	}
-}
+// refBias is a pooled entry's reference count while it is being
+// dispatched: the queues that take it may finish with it before the
+// publisher knows how many did.
+const refBias = 1 << 30
 
-// release drops a reference; the last one returns a pooled entry.
-func (e *entry) release() {
-	if e.pool == nil || e.refs.Add(-1) != 0 {
+// dispatched tells a pooled entry how many queues took it.
+func (e *entry) dispatched(n int) { e.unref(int32(n) - refBias) }
+
+// release drops one queue's reference.
+func (e *entry) release() { e.unref(-1) }
+
+// unref changes the reference count; the change that reaches zero returns
+// the entry to its pool.
+func (e *entry) unref(d int32) {
+	if e.pool == nil || e.refs.Add(d) != 0 {
 		return
 	}
 	pool, v := e.pool, e.val
@@ -149,7 +154,7 @@ func (m Message[T]) Seq() uint64 { return m.e.seq }
 func (m Message[T]) Position() Position { return Position{Epoch: m.e.topic.epoch, Seq: m.e.seq} }
 
 // Time returns when the message was published.
-func (m Message[T]) Time() time.Time { return m.e.time }
+func (m Message[T]) Time() time.Time { return m.e.topic.b.wall(m.e.at) }
 
 // PublisherID returns the publisher's de-duplication id, or "".
 func (m Message[T]) PublisherID() string { return m.e.m().publisherID }

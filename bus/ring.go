@@ -9,12 +9,12 @@ type ring struct {
 	head   int    // index of the oldest entry
 	n      int    // entries held
 	first  uint64 // seq of the oldest entry; the next seq when empty
-	maxAge time.Duration
+	maxAge int64 // nanoseconds; 0: no limit
 }
 
 func (r *ring) init(size int, maxAge time.Duration, next uint64) {
 	r.buf = make([]*entry, size)
-	r.maxAge = maxAge
+	r.maxAge = int64(maxAge)
 	r.first = next
 }
 
@@ -30,15 +30,15 @@ func (r *ring) push(e *entry) {
 	}
 	r.buf[(r.head+r.n)%len(r.buf)] = e
 	r.n++
-	r.expire(e.time)
+	r.expire(e.at)
 }
 
 // expire drops entries older than maxAge. Caller holds mu for writing.
-func (r *ring) expire(now time.Time) {
+func (r *ring) expire(now int64) {
 	if r.maxAge <= 0 {
 		return
 	}
-	for r.n > 0 && now.Sub(r.buf[r.head].time) > r.maxAge {
+	for r.n > 0 && now-r.buf[r.head].at > r.maxAge {
 		r.buf[r.head] = nil
 		r.head = (r.head + 1) % len(r.buf)
 		r.n--
@@ -48,8 +48,8 @@ func (r *ring) expire(now time.Time) {
 
 // read appends up to limit entries from seq from on. ok is false when from
 // is older than the oldest entry held.
-func (r *ring) read(from uint64, limit int, out []*entry) (_ []*entry, ok bool) {
-	r.expire(time.Now())
+func (r *ring) read(now int64, from uint64, limit int, out []*entry) (_ []*entry, ok bool) {
+	r.expire(now)
 	if from < r.first {
 		return out, false
 	}
@@ -67,11 +67,11 @@ func (r *ring) bounds() (first uint64, n int) {
 
 // seqAt returns the seq of the first entry at or after t, or the next seq
 // when none is.
-func (r *ring) seqAt(t time.Time) uint64 {
+func (r *ring) seqAt(at int64) uint64 {
 	lo, hi := 0, r.n
 	for lo < hi {
 		mid := (lo + hi) / 2
-		if r.buf[(r.head+mid)%len(r.buf)].time.Before(t) {
+		if r.buf[(r.head+mid)%len(r.buf)].at < at {
 			lo = mid + 1
 		} else {
 			hi = mid

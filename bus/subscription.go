@@ -205,7 +205,7 @@ func (s *Subscription) startSeq() (uint64, error) {
 		if ts.persisted {
 			return s.b.store.SeqAt(s.ctx, ts.name, st.t)
 		}
-		return ts.hist.seqAt(st.t), nil
+		return ts.hist.seqAt(s.b.at(st.t)), nil
 	}
 	return ts.last + 1, nil
 }
@@ -339,20 +339,21 @@ func (s *Subscription) waitRoom(ctx context.Context) error {
 	}
 }
 
-// enqueue adds e to the live queue, applying the full-queue policy. It is
-// called with the topic's pubMu held and never calls user code.
-func (s *Subscription) enqueue(e *entry, volatile bool) {
+// enqueue adds e to the live queue, applying the full-queue policy, and
+// reports whether it did. It is called with the topic's pubMu held and
+// never calls user code.
+func (s *Subscription) enqueue(e *entry, volatile bool) bool {
 	s.mu.Lock()
 	if s.ending {
 		s.mu.Unlock()
-		return
+		return false
 	}
 	if len(s.q)-s.qh >= s.cfg.queueSize {
 		switch {
 		case volatile && !s.cfg.volatile || s.cfg.policy == DropNewest:
 			s.stats.dropped.Add(1)
 			s.mu.Unlock()
-			return
+			return false
 		case s.cfg.policy == DropOldest:
 			s.q[s.qh].release()
 			s.q[s.qh] = nil
@@ -362,7 +363,7 @@ func (s *Subscription) enqueue(e *entry, volatile bool) {
 			s.mu.Unlock()
 			s.b.log.Warn("bus: slow subscription disconnected", "pattern", s.pattern, "queue", s.cfg.queueSize)
 			s.end(ErrSlowConsumer)
-			return
+			return false
 		}
 		// Block: the publisher waited for room; a concurrent one may take
 		// it first, so the queue holds at most one extra per publisher.
@@ -372,13 +373,13 @@ func (s *Subscription) enqueue(e *entry, volatile bool) {
 		clear(s.q[n:])
 		s.q, s.qh = s.q[:n], 0
 	}
-	e.hold()
 	s.q = append(s.q, e)
 	s.qlen.Store(int32(len(s.q) - s.qh))
 	if s.waiting > 0 {
 		s.cond.Signal()
 	}
 	s.mu.Unlock()
+	return true
 }
 
 // maxBatch bounds how many messages a worker takes from the queue at once.
@@ -517,32 +518,49 @@ func (s *Subscription) work() {
 // deliverBatch hands the batch to the handler in order and returns how
 // many it delivered; it stops early when the subscription ends.
 func (s *Subscription) deliverBatch(c *dctx, batch []*entry, fast bool) int {
-	run := uint64(0) // delivered since the last flush of the topic counter
-	for i, e := range batch {
-		if s.stopped.Load() {
-			for _, rest := range batch[i:] {
-				rest.release()
-			}
-			s.inFlight.Add(-int32(len(batch) - i))
-			if i > 0 {
-				batch[i-1].topic.stats.delivered.Add(run)
-			}
-			return i
+	n := 0
+	if fast {
+		for n < len(batch) && !s.stopped.Load() {
+			n = s.runFast(batch, n)
 		}
-		if fast {
-			s.call(s.ctx, e, 1, nil)
-		} else {
-			s.process(c, e)
+	} else {
+		for ; n < len(batch) && !s.stopped.Load(); n++ {
+			s.process(c, batch[n])
 		}
-		run++
-		if i == len(batch)-1 || batch[i+1].topic != e.topic {
-			e.topic.stats.delivered.Add(run)
-			run = 0
-		}
-		e.release()
-		s.inFlight.Add(-1)
 	}
-	return len(batch)
+	for i := 0; i < n; {
+		j := i + 1
+		for j < n && batch[j].topic == batch[i].topic {
+			j++
+		}
+		batch[i].topic.stats.delivered.Add(uint64(j - i))
+		i = j
+	}
+	for _, e := range batch {
+		e.release()
+	}
+	s.inFlight.Add(-int32(len(batch)))
+	return n
+}
+
+// runFast calls the handler for batch[i:] until the end, a panic or the
+// subscription's end, and returns the index after the last message
+// handled. One deferred recover serves the whole batch.
+func (s *Subscription) runFast(batch []*entry, i int) (next int) {
+	defer func() {
+		if v := recover(); v != nil {
+			e := batch[next]
+			s.b.log.Error("bus: handler panicked", "pattern", s.pattern, "topic", e.topic.name, "seq", e.seq, "panic", v)
+			next++
+		}
+	}()
+	for next = i; next < len(batch); next++ {
+		if s.stopped.Load() {
+			return next
+		}
+		s.deliver(s.ctx, batch[next], 1, nil)
+	}
+	return next
 }
 
 // process delivers e until it is settled.
@@ -720,7 +738,7 @@ func (s *Subscription) deadLetter(e *entry, attempts int, cause error) {
 		errText += "; encode: " + err.Error()
 	}
 	dl := DeadLetter{
-		Topic: ts.name, Seq: e.seq, Epoch: ts.epoch, Time: e.time, Headers: e.m().headers, Data: data,
+		Topic: ts.name, Seq: e.seq, Epoch: ts.epoch, Time: ts.b.wall(e.at), Headers: e.m().headers, Data: data,
 		Attempts: attempts, Error: errText, Pattern: s.pattern, Durable: s.cfg.durable,
 	}
 	t, err := newTopic[DeadLetter](s.b, DeadLetterTopic(ts.name), nil)

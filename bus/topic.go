@@ -228,13 +228,13 @@ func (ts *topicState) publish(ctx context.Context, e *entry, pc *publishConfig) 
 		if err := ts.waitRoom(ctx, true); err != nil {
 			return 0, err
 		}
-		e.refs.Store(1) // the publisher's own reference
+		e.refs.Store(refBias)
 		ts.pubMu.Lock()
-		e.time = time.Now()
+		e.at = ts.b.now()
 		ts.published++
-		ts.dispatch(e, true)
+		n := ts.dispatch(e, true)
 		ts.pubMu.Unlock()
-		e.release()
+		e.dispatched(n)
 		return 0, nil
 	}
 	if err := ts.waitRoom(ctx, false); err != nil {
@@ -259,7 +259,7 @@ func (ts *topicState) publish(ctx context.Context, e *entry, pc *publishConfig) 
 	}
 	ts.last++
 	e.seq = ts.last
-	e.time = time.Now()
+	e.at = ts.b.now()
 	ts.published++
 	ts.hist.push(e)
 	ts.dispatch(e, false)
@@ -274,10 +274,10 @@ func (ts *topicState) publishPersisted(ctx context.Context, e *entry, rec *dedup
 		ts.release(rec, 0)
 		return 0, fmt.Errorf("bus: encode %q: %w", ts.name, err)
 	}
-	e.time = time.Now()
+	e.at = ts.b.now()
 	md := e.m()
 	seq, err := ts.b.store.Append(ctx, ts.name, Record{
-		Time: e.time, PublisherID: md.publisherID, Headers: md.headers,
+		Time: ts.b.wall(e.at), PublisherID: md.publisherID, Headers: md.headers,
 		To: md.to, Except: md.except, ExceptMember: md.exceptMember, Data: data,
 	})
 	if err != nil {
@@ -412,34 +412,38 @@ func (ts *topicState) waitRoom(ctx context.Context, volatile bool) error {
 	return nil
 }
 
-// dispatch queues e for every subscription it reaches. Caller holds pubMu.
-func (ts *topicState) dispatch(e *entry, volatile bool) {
+// dispatch queues e for every subscription it reaches and returns how many
+// took it. Caller holds pubMu.
+func (ts *topicState) dispatch(e *entry, volatile bool) (n int) {
 	ms := ts.b.matches(ts)
 	md := e.m()
 	switch {
 	case len(md.to) > 0:
-		ts.dispatchRooms(ms, e, md, volatile)
+		n = ts.dispatchRooms(ms, e, md, volatile)
 	case md.except == nil && md.exceptMember == "":
 		for _, s := range ms.plain {
-			s.enqueue(e, volatile)
+			if s.enqueue(e, volatile) {
+				n++
+			}
 		}
 	default:
 		for _, s := range ms.plain {
-			if reaches(md, s.cfg.owner) {
-				s.enqueue(e, volatile)
+			if reaches(md, s.cfg.owner) && s.enqueue(e, volatile) {
+				n++
 			}
 		}
 	}
 	for _, g := range ms.groups {
-		if s := g.pick(md); s != nil {
-			s.enqueue(e, volatile)
+		if s := g.pick(md); s != nil && s.enqueue(e, volatile) {
+			n++
 		}
 	}
+	return n
 }
 
 // dispatchRooms queues e for the subscriptions of the members of md.to,
 // once per subscription.
-func (ts *topicState) dispatchRooms(ms *matchSet, e *entry, md *meta, volatile bool) {
+func (ts *topicState) dispatchRooms(ms *matchSet, e *entry, md *meta, volatile bool) (n int) {
 	var seen map[*Member]struct{}
 	if len(md.to) > 1 {
 		seen = make(map[*Member]struct{})
@@ -460,10 +464,13 @@ func (ts *topicState) dispatchRooms(ms *matchSet, e *entry, md *meta, volatile b
 				continue
 			}
 			for _, s := range subs {
-				s.enqueue(e, volatile)
+				if s.enqueue(e, volatile) {
+					n++
+				}
 			}
 		}
 	}
+	return n
 }
 
 // read returns history entries from seq from on.
@@ -472,7 +479,7 @@ func (ts *topicState) read(ctx context.Context, from uint64, limit int) ([]*entr
 		from = 1
 	}
 	ts.pubMu.Lock()
-	es, ok := ts.hist.read(from, limit, nil)
+	es, ok := ts.hist.read(ts.b.now(), from, limit, nil)
 	ts.pubMu.Unlock()
 	if ok || !ts.persisted {
 		if !ok {
@@ -490,7 +497,7 @@ func (ts *topicState) read(ctx context.Context, from uint64, limit int) ([]*entr
 		if err != nil {
 			return es, err
 		}
-		e.seq, e.time = r.Seq, r.Time
+		e.seq, e.at = r.Seq, ts.b.at(r.Time)
 		if r.PublisherID != "" || r.Headers != nil || r.To != nil || r.Except != nil || r.ExceptMember != "" {
 			e.meta = &meta{publisherID: r.PublisherID, headers: r.Headers, to: r.To, except: r.Except, exceptMember: r.ExceptMember}
 		}
