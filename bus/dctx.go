@@ -3,59 +3,76 @@ package bus
 import (
 	"context"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
 // dctx is a worker's handler context, reused from one delivery to the next
-// so that a delivery costs no allocation and no timer operation: it carries
-// the subscription's values, ends when the subscription ends, and has the
-// AckWait deadline of the current delivery. One timer per worker is armed
-// lazily and, when it fires early for a later delivery, re-armed for the
-// rest of that delivery's time. A handler must not use it after returning.
+// so that a delivery costs no allocation, no lock, no timer operation and no
+// clock reading: it carries the subscription's values, ends when the
+// subscription ends, and has the AckWait deadline of the current delivery.
+//
+// One timer per worker is armed lazily for AckWait. When it fires during a
+// delivery that began after it was armed, it is re-armed for another
+// AckWait; when the same delivery is still running, that delivery is late.
+// A handler that never looks at its deadline therefore times out between
+// AckWait and twice AckWait after it began. A handler that asks for the
+// deadline (Deadline, Done or Err) fixes it at AckWait from that moment,
+// and the timer keeps to it. A handler must not use the context after it
+// returns.
 type dctx struct {
 	context.Context // the subscription's context
+	b               *Bus
 	wait            time.Duration
 
-	mu       sync.Mutex
-	done     chan struct{}
-	err      error
-	deadline time.Time
-	active   bool // a delivery is running
-	armed    bool // the timer is pending
-	timer    *time.Timer
-	stop     func() bool
+	gen      atomic.Uint64 // the current delivery's number
+	active   atomic.Bool   // a delivery is running
+	armed    atomic.Bool   // the timer is pending
+	failed   atomic.Bool   // err is set
+	start    atomic.Int64  // bus time from which startGen's deadline runs
+	startGen atomic.Uint64 // the delivery whose start is recorded
+
+	mu     sync.Mutex
+	armGen uint64 // the delivery running when the timer was armed
+	done   chan struct{}
+	err    error
+	timer  *time.Timer
+	stop   func() bool
 }
 
-func newDctx(parent context.Context, wait time.Duration) *dctx {
-	c := &dctx{Context: parent, wait: wait}
+func newDctx(b *Bus, parent context.Context, wait time.Duration) *dctx {
+	c := &dctx{Context: parent, b: b, wait: wait}
 	c.timer = time.AfterFunc(time.Hour, c.expire)
 	c.timer.Stop()
 	c.stop = context.AfterFunc(parent, func() { c.fail(parent.Err()) })
 	return c
 }
 
-// begin starts a delivery with the AckWait deadline from now.
+// begin starts a delivery.
 func (c *dctx) begin() {
-	now := time.Now()
-	c.mu.Lock()
-	if c.err != nil && c.Context.Err() == nil {
-		c.err, c.done = nil, nil // the last delivery timed out: start afresh
+	if c.failed.Load() {
+		c.mu.Lock()
+		if c.Context.Err() == nil {
+			c.err, c.done = nil, nil // the last delivery timed out: start afresh
+			c.failed.Store(false)
+		}
+		c.mu.Unlock()
 	}
-	c.deadline = now.Add(c.wait)
-	c.active = true
-	if !c.armed {
-		c.armed = true
-		c.timer.Reset(c.wait)
+	g := c.gen.Add(1)
+	c.active.Store(true)
+	if !c.armed.Load() {
+		c.mu.Lock()
+		if !c.armed.Load() {
+			c.armed.Store(true)
+			c.armGen = g
+			c.timer.Reset(c.wait)
+		}
+		c.mu.Unlock()
 	}
-	c.mu.Unlock()
 }
 
 // end marks the delivery over; the timer, if pending, is left to lapse.
-func (c *dctx) end() {
-	c.mu.Lock()
-	c.active = false
-	c.mu.Unlock()
-}
+func (c *dctx) end() { c.active.Store(false) }
 
 // close releases the context for good.
 func (c *dctx) close() {
@@ -65,14 +82,23 @@ func (c *dctx) close() {
 
 func (c *dctx) expire() {
 	c.mu.Lock()
-	c.armed = false
-	if !c.active {
+	c.armed.Store(false)
+	if !c.active.Load() {
 		c.mu.Unlock()
 		return
 	}
-	if left := time.Until(c.deadline); left > 0 {
-		c.armed = true
-		c.timer.Reset(left)
+	g := c.gen.Load()
+	var next time.Duration
+	switch {
+	case c.startGen.Load() == g:
+		next = time.Duration(c.start.Load() + int64(c.wait) - c.b.now())
+	case g != c.armGen:
+		next = c.wait // began within the last interval: give it a full one
+	}
+	if next > 0 {
+		c.armed.Store(true)
+		c.armGen = g
+		c.timer.Reset(next)
 		c.mu.Unlock()
 		return
 	}
@@ -87,18 +113,29 @@ func (c *dctx) fail(err error) {
 		return
 	}
 	c.err = err
+	c.failed.Store(true)
 	if c.done != nil {
 		close(c.done)
 	}
 }
 
+// fix records the current delivery's start, the first time its handler
+// looks at the deadline.
+func (c *dctx) fix() int64 {
+	g := c.gen.Load()
+	if c.startGen.Load() != g {
+		c.start.Store(c.b.now())
+		c.startGen.Store(g)
+	}
+	return c.start.Load()
+}
+
 func (c *dctx) Deadline() (time.Time, bool) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.deadline, true
+	return c.b.wall(c.fix() + int64(c.wait)), true
 }
 
 func (c *dctx) Done() <-chan struct{} {
+	c.fix()
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.done == nil {
@@ -111,6 +148,10 @@ func (c *dctx) Done() <-chan struct{} {
 }
 
 func (c *dctx) Err() error {
+	c.fix()
+	if !c.failed.Load() {
+		return nil
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.err

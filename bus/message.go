@@ -3,8 +3,7 @@ package bus
 import (
 	"context"
 	"sync"
-	"sync/atomic"
-	"time"
+		"time"
 )
 
 // entry is one published message as the bus holds it. It is written before
@@ -20,11 +19,6 @@ type entry struct {
 	once sync.Once
 	data []byte
 	err  error
-
-	// A volatile publish's entry is reused once every queue is done with
-	// it: refs counts the holders, pool is where it goes back.
-	refs atomic.Int32
-	pool *sync.Pool
 }
 
 // meta is what a publish may add to a message beyond its value.
@@ -54,7 +48,6 @@ func (e *entry) m() *meta {
 // entry behind it is reached by a type assertion on the hot path.
 type valuer interface {
 	anyValue() any
-	reset()
 }
 
 type valueEntry[T any] struct {
@@ -64,44 +57,12 @@ type valueEntry[T any] struct {
 
 func (e *valueEntry[T]) anyValue() any { return e.v }
 
-func (e *valueEntry[T]) reset() { *e = valueEntry[T]{} }
-
-// newEntry returns an entry holding v, taken from pool when there is one.
-func newEntry[T any](ts *topicState, v T, pool *sync.Pool) *entry {
-	var te *valueEntry[T]
-	if pool != nil {
-		te, _ = pool.Get().(*valueEntry[T])
-	}
-	if te == nil {
-		te = &valueEntry[T]{}
-	}
-	te.v = v
+// newEntry returns an entry holding v.
+func newEntry[T any](ts *topicState, v T) *entry {
+	te := &valueEntry[T]{v: v}
 	te.entry.topic = ts
 	te.entry.val = te
-	te.entry.pool = pool
 	return &te.entry
-}
-
-// refBias is a pooled entry's reference count while it is being
-// dispatched: the queues that take it may finish with it before the
-// publisher knows how many did.
-const refBias = 1 << 30
-
-// dispatched tells a pooled entry how many queues took it.
-func (e *entry) dispatched(n int) { e.unref(int32(n) - refBias) }
-
-// release drops one queue's reference.
-func (e *entry) release() { e.unref(-1) }
-
-// unref changes the reference count; the change that reaches zero returns
-// the entry to its pool.
-func (e *entry) unref(d int32) {
-	if e.pool == nil || e.refs.Add(d) != 0 {
-		return
-	}
-	pool, v := e.pool, e.val
-	v.reset()
-	pool.Put(v)
 }
 
 // bytes encodes the value once and shares the result with every caller.
@@ -131,10 +92,7 @@ func valueOf[T any](e *entry) (T, error) {
 // Message is one delivery of a message to a handler. Value is the published
 // value; the methods describe the message and, under [ManualAck], settle
 // it. A Message stays valid after the handler returns and may be handed to
-// another goroutine, with one exception: the message of a [Volatile]
-// publish is reused by the bus, so its methods may be called only until
-// the handler returns (under ManualAck, until it is settled). Value, a
-// copy, stays valid.
+// another goroutine.
 type Message[T any] struct {
 	Value T
 

@@ -339,23 +339,21 @@ func (s *Subscription) waitRoom(ctx context.Context) error {
 	}
 }
 
-// enqueue adds e to the live queue, applying the full-queue policy, and
-// reports whether it did. It is called with the topic's pubMu held and
-// never calls user code.
-func (s *Subscription) enqueue(e *entry, volatile bool) bool {
+// enqueue adds e to the live queue, applying the full-queue policy. It is
+// called with the topic's pubMu held and never calls user code.
+func (s *Subscription) enqueue(e *entry, volatile bool) {
 	s.mu.Lock()
 	if s.ending {
 		s.mu.Unlock()
-		return false
+		return
 	}
 	if len(s.q)-s.qh >= s.cfg.queueSize {
 		switch {
 		case volatile && !s.cfg.volatile || s.cfg.policy == DropNewest:
 			s.stats.dropped.Add(1)
 			s.mu.Unlock()
-			return false
+			return
 		case s.cfg.policy == DropOldest:
-			s.q[s.qh].release()
 			s.q[s.qh] = nil
 			s.qh++
 			s.stats.dropped.Add(1)
@@ -363,7 +361,7 @@ func (s *Subscription) enqueue(e *entry, volatile bool) bool {
 			s.mu.Unlock()
 			s.b.log.Warn("bus: slow subscription disconnected", "pattern", s.pattern, "queue", s.cfg.queueSize)
 			s.end(ErrSlowConsumer)
-			return false
+			return
 		}
 		// Block: the publisher waited for room; a concurrent one may take
 		// it first, so the queue holds at most one extra per publisher.
@@ -379,7 +377,6 @@ func (s *Subscription) enqueue(e *entry, volatile bool) bool {
 		s.cond.Signal()
 	}
 	s.mu.Unlock()
-	return true
 }
 
 // maxBatch bounds how many messages a worker takes from the queue at once.
@@ -420,7 +417,6 @@ func (s *Subscription) next(batch []*entry) []*entry {
 			}
 			for _, e := range s.q[s.qh : s.qh+take] {
 				if e.seq != 0 && e.seq < s.skipBelow || s.skip(e) {
-					e.release()
 					continue
 				}
 				batch = append(batch, e)
@@ -493,7 +489,7 @@ func (s *Subscription) work() {
 	fast := s.cfg.volatile && !s.cfg.manual // no deadline, no retry
 	var c *dctx
 	if !fast {
-		c = newDctx(s.ctx, s.cfg.ackWait)
+		c = newDctx(s.b, s.ctx, s.cfg.ackWait)
 	}
 	defer func() {
 		if c != nil {
@@ -535,9 +531,6 @@ func (s *Subscription) deliverBatch(c *dctx, batch []*entry, fast bool) int {
 		}
 		batch[i].topic.stats.delivered.Add(uint64(j - i))
 		i = j
-	}
-	for _, e := range batch {
-		e.release()
 	}
 	s.inFlight.Add(-int32(len(batch)))
 	return n

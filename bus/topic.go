@@ -14,9 +14,32 @@ import (
 // Topic is a topic name bound to a Go type T. Make one with [NewTopic]; it is
 // safe for concurrent use.
 type Topic[T any] struct {
-	b    *Bus
-	ts   *topicState
-	pool sync.Pool // entries of volatile publishes, reused
+	b  *Bus
+	ts *topicState
+
+	slabMu sync.Mutex
+	slab   []valueEntry[T] // entries not handed out yet
+}
+
+// slabSize is how many entries one allocation makes for a topic's
+// publishes: the cost of an allocation, the bulk of a publish's, is shared
+// by that many messages. A message kept alive keeps its slab alive (a few
+// KiB) until none of them is referenced.
+const slabSize = 32
+
+// entry returns a fresh entry holding v, from the slab.
+func (t *Topic[T]) entry(v T) *entry {
+	t.slabMu.Lock()
+	if len(t.slab) == 0 {
+		t.slab = make([]valueEntry[T], slabSize)
+	}
+	te := &t.slab[0]
+	t.slab = t.slab[1:]
+	t.slabMu.Unlock()
+	te.v = v
+	te.entry.topic = t.ts
+	te.entry.val = te
+	return &te.entry
 }
 
 // NewTopic binds name to T and returns the typed topic. Binding a name again
@@ -52,7 +75,7 @@ func newTopic[T any](b *Bus, name string, opts []TopicOption) (*Topic[T], error)
 			if err := ts.codecOf().Decode(data, &v); err != nil {
 				return nil, fmt.Errorf("%w: topic %q: %v", ErrTypeMismatch, ts.name, err)
 			}
-			e := newEntry(ts, v, nil)
+			e := newEntry(ts, v)
 			e.data = data
 			return e, nil
 		},
@@ -84,11 +107,7 @@ func (t *Topic[T]) Publish(ctx context.Context, v T, opts ...PublishOption) (uin
 	for _, o := range opts {
 		pc = o.applyPublish(pc)
 	}
-	var pool *sync.Pool
-	if pc.volatile {
-		pool = &t.pool
-	}
-	return t.ts.publish(ctx, newEntry(t.ts, v, pool), &pc)
+	return t.ts.publish(ctx, t.entry(v), &pc)
 }
 
 // Subscribe calls h for every message published to the topic from now on
@@ -214,7 +233,7 @@ func (ts *topicState) rawEntry(data []byte) (*entry, error) {
 	if !json.Valid(data) {
 		return nil, fmt.Errorf("%w: topic %q: value is not JSON", ErrTypeMismatch, ts.name)
 	}
-	e := newEntry(ts, json.RawMessage(data), nil)
+	e := newEntry(ts, json.RawMessage(data))
 	e.data = data
 	return e, nil
 }
@@ -228,13 +247,11 @@ func (ts *topicState) publish(ctx context.Context, e *entry, pc *publishConfig) 
 		if err := ts.waitRoom(ctx, true); err != nil {
 			return 0, err
 		}
-		e.refs.Store(refBias)
-		ts.pubMu.Lock()
 		e.at = ts.b.now()
+		ts.pubMu.Lock()
 		ts.published++
-		n := ts.dispatch(e, true)
+		ts.dispatch(e, true)
 		ts.pubMu.Unlock()
-		e.dispatched(n)
 		return 0, nil
 	}
 	if err := ts.waitRoom(ctx, false); err != nil {
@@ -251,6 +268,9 @@ func (ts *topicState) publish(ctx context.Context, e *entry, pc *publishConfig) 
 	if ts.persisted {
 		return ts.publishPersisted(ctx, e, rec)
 	}
+	// Read the clock before taking the lock, to keep the lock short; two
+	// concurrent publishes may get times a few nanoseconds out of order.
+	e.at = ts.b.now()
 	ts.pubMu.Lock()
 	if ts.b.closed() {
 		ts.pubMu.Unlock()
@@ -259,7 +279,6 @@ func (ts *topicState) publish(ctx context.Context, e *entry, pc *publishConfig) 
 	}
 	ts.last++
 	e.seq = ts.last
-	e.at = ts.b.now()
 	ts.published++
 	ts.hist.push(e)
 	ts.dispatch(e, false)
@@ -412,38 +431,34 @@ func (ts *topicState) waitRoom(ctx context.Context, volatile bool) error {
 	return nil
 }
 
-// dispatch queues e for every subscription it reaches and returns how many
-// took it. Caller holds pubMu.
-func (ts *topicState) dispatch(e *entry, volatile bool) (n int) {
+// dispatch queues e for every subscription it reaches. Caller holds pubMu.
+func (ts *topicState) dispatch(e *entry, volatile bool) {
 	ms := ts.b.matches(ts)
 	md := e.m()
 	switch {
 	case len(md.to) > 0:
-		n = ts.dispatchRooms(ms, e, md, volatile)
+		ts.dispatchRooms(ms, e, md, volatile)
 	case md.except == nil && md.exceptMember == "":
 		for _, s := range ms.plain {
-			if s.enqueue(e, volatile) {
-				n++
-			}
+			s.enqueue(e, volatile)
 		}
 	default:
 		for _, s := range ms.plain {
-			if reaches(md, s.cfg.owner) && s.enqueue(e, volatile) {
-				n++
+			if reaches(md, s.cfg.owner) {
+				s.enqueue(e, volatile)
 			}
 		}
 	}
 	for _, g := range ms.groups {
-		if s := g.pick(md); s != nil && s.enqueue(e, volatile) {
-			n++
+		if s := g.pick(md); s != nil {
+			s.enqueue(e, volatile)
 		}
 	}
-	return n
 }
 
 // dispatchRooms queues e for the subscriptions of the members of md.to,
 // once per subscription.
-func (ts *topicState) dispatchRooms(ms *matchSet, e *entry, md *meta, volatile bool) (n int) {
+func (ts *topicState) dispatchRooms(ms *matchSet, e *entry, md *meta, volatile bool) {
 	var seen map[*Member]struct{}
 	if len(md.to) > 1 {
 		seen = make(map[*Member]struct{})
@@ -464,13 +479,10 @@ func (ts *topicState) dispatchRooms(ms *matchSet, e *entry, md *meta, volatile b
 				continue
 			}
 			for _, s := range subs {
-				if s.enqueue(e, volatile) {
-					n++
-				}
+				s.enqueue(e, volatile)
 			}
 		}
 	}
-	return n
 }
 
 // read returns history entries from seq from on.
