@@ -8,8 +8,13 @@ import (
 )
 
 func TestMain(m *testing.M) {
+	// The crash and restart tests run this binary as their child process.
 	if os.Getenv(crashChildEnv) != "" {
 		crashChild() // never returns: the parent kills it
+	}
+	if os.Getenv(restartChildEnv) != "" {
+		restartChild()
+		os.Exit(0)
 	}
 	goleak.VerifyTestMain(m)
 }
