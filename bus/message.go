@@ -3,6 +3,7 @@ package bus
 import (
 	"context"
 	"sync"
+	"sync/atomic"
 		"time"
 )
 
@@ -16,9 +17,7 @@ type entry struct {
 	meta  *meta // nil for a publish without filters, id or headers
 	val   valuer
 
-	once sync.Once
-	data []byte
-	err  error
+	enc atomic.Pointer[encoded] // the value's bytes, made on first use
 }
 
 // meta is what a publish may add to a message beyond its value.
@@ -65,14 +64,32 @@ func newEntry[T any](ts *topicState, v T) *entry {
 	return &te.entry
 }
 
+// encoded holds a message's bytes. It is apart from the entry so that a
+// message nobody needs as bytes carries no room for them.
+type encoded struct {
+	once sync.Once
+	data []byte
+	err  error
+}
+
+// setBytes records bytes the entry was made from.
+func (e *entry) setBytes(data []byte) {
+	p := &encoded{data: data}
+	p.once.Do(func() {})
+	e.enc.Store(p)
+}
+
 // bytes encodes the value once and shares the result with every caller.
 func (e *entry) bytes() ([]byte, error) {
-	e.once.Do(func() {
-		if e.data == nil {
-			e.data, e.err = e.topic.codecOf().Encode(e.val.anyValue())
+	p := e.enc.Load()
+	if p == nil {
+		p = new(encoded)
+		if !e.enc.CompareAndSwap(nil, p) {
+			p = e.enc.Load()
 		}
-	})
-	return e.data, e.err
+	}
+	p.once.Do(func() { p.data, p.err = e.topic.codecOf().Encode(e.val.anyValue()) })
+	return p.data, p.err
 }
 
 // valueOf returns e's value as a T: directly when e holds a T, decoded from

@@ -424,7 +424,9 @@ func (s *Subscription) next(batch []*entry) []*entry {
 			clear(s.q[s.qh : s.qh+take])
 			s.qh += take
 			s.qlen.Store(int32(len(s.q) - s.qh))
-			if s.room != nil && len(s.q)-s.qh < s.cfg.queueSize {
+			// Wake blocked publishers once a quarter of the queue is free,
+			// not at every free slot: they then publish in a burst.
+			if s.room != nil && len(s.q)-s.qh <= s.cfg.queueSize-max(s.cfg.queueSize/4, 1) {
 				close(s.room)
 				s.room = nil
 			}

@@ -76,7 +76,7 @@ func newTopic[T any](b *Bus, name string, opts []TopicOption) (*Topic[T], error)
 				return nil, fmt.Errorf("%w: topic %q: %v", ErrTypeMismatch, ts.name, err)
 			}
 			e := newEntry(ts, v)
-			e.data = data
+			e.setBytes(data)
 			return e, nil
 		},
 	}
@@ -234,7 +234,7 @@ func (ts *topicState) rawEntry(data []byte) (*entry, error) {
 		return nil, fmt.Errorf("%w: topic %q: value is not JSON", ErrTypeMismatch, ts.name)
 	}
 	e := newEntry(ts, json.RawMessage(data))
-	e.data = data
+	e.setBytes(data)
 	return e, nil
 }
 
