@@ -41,7 +41,9 @@
 // committed in the same transaction as the record. If a batch fails, every
 // Append in it returns the error and no sequence number is used up. If a
 // sync fails the store refuses further writes, since the disk's state is
-// then unknown; reopen it.
+// then unknown; reopen it. The batch whose sync failed was committed, so
+// its records may be there after reopening: an error from Append means the
+// record is not known to be durable, not that it is absent.
 //
 // Durable consumer positions ([Store.SaveConsumer]) go through the same
 // writer and are as durable as appends.

@@ -53,9 +53,10 @@ type Store struct {
 	// batches counts committed batches (for tests of group commit).
 	batches atomic.Uint64
 
-	// failNext, when set by a test, makes the writer fail the next batch
-	// with the error it returns.
+	// failNext and failSync, when set by a test, make the writer fail the
+	// next batch's commit or sync with the error they return.
 	failNext atomic.Pointer[func() error]
+	failSync atomic.Pointer[func() error]
 }
 
 // Memory profile. Badger's defaults aim at a database server (64 MiB

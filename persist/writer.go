@@ -2,6 +2,7 @@ package persist
 
 import (
 	"errors"
+	"fmt"
 	"math/rand/v2"
 	"sync/atomic"
 
@@ -186,9 +187,13 @@ func (w *writer) commit() {
 	ops := w.batch
 	n := len(ops)
 	var err error
-	for {
+	if p := s.failed.Load(); p != nil {
+		err = fmt.Errorf("store failed: %w", *p) // nothing more reaches the disk
+	}
+	for err == nil {
 		err = w.try(ops[:n])
 		if errors.Is(err, badger.ErrTxnTooBig) && n > 1 {
+			err = nil
 			n = (n + 1) / 2
 			continue
 		}
@@ -199,9 +204,14 @@ func (w *writer) commit() {
 	if err == nil && !s.cfg.buffered {
 		// SyncWrites=false plus one Sync per batch: Badger with SyncWrites
 		// would sync once per transaction it merges, not once per batch.
-		if err = s.db.Sync(); err != nil {
-			s.failed.Store(&err)
-			s.cfg.logger.Error("persist: sync failed; the store refuses writes until reopened", "err", err)
+		serr := s.db.Sync()
+		if f := s.failSync.Swap(nil); f != nil && serr == nil {
+			serr = (*f)()
+		}
+		if serr != nil {
+			err = fmt.Errorf("sync: %w", serr)
+			s.failed.Store(&serr)
+			s.cfg.logger.Error("persist: sync failed; the store refuses writes until reopened", "err", serr)
 		}
 	}
 	if err == nil {
