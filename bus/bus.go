@@ -16,7 +16,7 @@ type Bus struct {
 	cfg     busConfig
 	log     *slog.Logger
 	base    time.Time // the bus's clock: message times are offsets from it
-	store   Store // durable positions; topic logs too when persist is set
+	store   Store     // durable positions; topic logs too when persist is set
 	persist bool
 
 	ctx       context.Context // ends at Close: parent of every handler context

@@ -4,7 +4,7 @@ import (
 	"context"
 	"sync"
 	"sync/atomic"
-		"time"
+	"time"
 )
 
 // entry is one published message as the bus holds it. It is written before

@@ -9,7 +9,7 @@ type ring struct {
 	head   int    // index of the oldest entry
 	n      int    // entries held
 	first  uint64 // seq of the oldest entry; the next seq when empty
-	maxAge int64 // nanoseconds; 0: no limit
+	maxAge int64  // nanoseconds; 0: no limit
 }
 
 func (r *ring) init(size int, maxAge time.Duration, next uint64) {

@@ -23,19 +23,19 @@ type Subscription struct {
 	done    chan struct{}
 	workers atomic.Int32
 
-	qlen      atomic.Int32 // len(q)-qh, readable without mu
-	inFlight  atomic.Int32 // taken from the queue, not yet done
+	qlen     atomic.Int32 // len(q)-qh, readable without mu
+	inFlight atomic.Int32 // taken from the queue, not yet done
 
 	mu        sync.Mutex
 	cond      sync.Cond
 	q         []*entry // live queue: q[qh:]
 	qh        int
-	waiting   int // workers waiting in cond
+	waiting   int         // workers waiting in cond
 	stopped   atomic.Bool // set when the subscription begins to end
-	backlog   []*entry // history being caught up
-	cursor    uint64   // next seq to read from history
-	liveStart uint64   // first seq that arrives live; history below it
-	skipBelow uint64   // live entries below it are not delivered
+	backlog   []*entry    // history being caught up
+	cursor    uint64      // next seq to read from history
+	liveStart uint64      // first seq that arrives live; history below it
+	skipBelow uint64      // live entries below it are not delivered
 	loading   bool
 	room      chan struct{} // closed when the queue has room again
 	ending    bool
