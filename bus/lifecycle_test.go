@@ -168,6 +168,33 @@ func TestFullQueuePolicies(t *testing.T) {
 	})
 }
 
+func TestVolatilePublishWaitsForVolatileBlock(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		b := newBus(t)
+		tp := newTopic[int](t, b, "q")
+		release := make(chan struct{})
+		got := make(chan int, 10)
+		blocked(t, tp, release, got, bus.Volatile(), bus.OnFull(bus.Block), bus.QueueSize(1))
+		publish(t, tp, 1, bus.Volatile())
+		synctest.Wait()
+		publish(t, tp, 2, bus.Volatile()) // fills the queue
+		var returned atomic.Bool
+		go func() {
+			tp.Publish(context.Background(), 3, bus.Volatile())
+			returned.Store(true)
+		}()
+		synctest.Wait()
+		if returned.Load() {
+			t.Fatal("volatile publish did not wait for a volatile Block subscription")
+		}
+		close(release)
+		synctest.Wait()
+		if !returned.Load() || len(got) != 3 {
+			t.Fatalf("returned=%v, delivered %d of 3", returned.Load(), len(got))
+		}
+	})
+}
+
 func TestHandlerPublishesAndSubscribes(t *testing.T) {
 	b := newBus(t)
 	ping := newTopic[int](t, b, "ping")
