@@ -1,0 +1,49 @@
+// Package courier is an event bus that lives inside your Go program: typed
+// topics, rooms and ack-tracked delivery; optional persistence in Badger; and
+// a WebSocket bridge that lets browsers publish, subscribe, join rooms,
+// acknowledge and recover what they missed while offline. There is no broker
+// to run. This package holds only this tour; the code is in its
+// subpackages.
+//
+// # The parts
+//
+//   - [github.com/courierbus/courier/bus]: the core. Typed topics
+//     (bus.NewTopic), wildcard subscriptions, rooms and presence, at-least-once
+//     delivery with redelivery and dead letters, at-most-once, durable
+//     consumers, queue groups, history with (epoch, seq) positions,
+//     request/reply. Standard library only.
+//   - [github.com/courierbus/courier/persist]: a bus.Store on Badger. Topics
+//     and durable consumers survive restarts and kill -9; concurrent
+//     publishers share one fsync (group commit).
+//   - [github.com/courierbus/courier/bridge]: an http.Handler on melody that
+//     you mount on your own mux. Browsers (the embedded courier.js, served at
+//     <mount>client.js) and Go programs (bridge/client) speak the wire
+//     protocol of docs/protocol.md: sessions that resume after a dropped
+//     connection, rooms, acks, requests in both directions, limits and
+//     authorization hooks.
+//
+// # A tour in twenty lines
+//
+//	b, err := bus.New()                       // in memory; bus.WithStore(st) to persist
+//	if err != nil { return err }
+//	defer b.Close()
+//
+//	type Msg struct{ From, Text string }
+//	chat, err := bus.NewTopic[Msg](b, "chat.lobby")
+//	if err != nil { return err }
+//
+//	alice, _ := b.Member("alice")
+//	alice.Join(ctx, "lobby")
+//	chat.Subscribe(func(ctx context.Context, m bus.Message[Msg]) error {
+//		fmt.Println(m.Value.From, "says", m.Value.Text)
+//		return nil // acknowledged; an error would mean redelivery
+//	}, bus.Owner(alice))
+//
+//	chat.Publish(ctx, Msg{"bob", "hi"}, bus.To("lobby"))
+//
+//	br, err := bridge.New(b, bridge.Expose("chat.>", bridge.Subscribe, bridge.Publish))
+//	mux.Handle("/bus/", br)                   // browsers: import "/bus/client.js"
+//
+// The delivery contract is docs/semantics.md; the wire protocol is
+// docs/protocol.md; measured costs are in docs/benchmarks.md.
+package courier
