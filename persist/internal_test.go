@@ -371,3 +371,52 @@ func (l *lockedWriter) Write(p []byte) (int, error) {
 	defer l.mu.Unlock()
 	return l.w.Write(p)
 }
+
+// errorLog counts error-level log records.
+type errorLog struct {
+	slog.Handler
+	mu     sync.Mutex
+	errors []string
+}
+
+func (h *errorLog) Enabled(context.Context, slog.Level) bool { return true }
+
+func (h *errorLog) Handle(ctx context.Context, r slog.Record) error {
+	if r.Level >= slog.LevelError {
+		h.mu.Lock()
+		h.errors = append(h.errors, r.Message)
+		h.mu.Unlock()
+	}
+	return nil
+}
+
+// TestValueLogGC runs the background pass's value-log collection over
+// large records (kept in the value log) that retention dropped.
+func TestValueLogGC(t *testing.T) {
+	log := &errorLog{Handler: slog.DiscardHandler}
+	s := mustOpen(t, t.TempDir(), Buffered(), WithLogger(slog.New(log)),
+		Retain(Limits{Count: 10}), RetentionInterval(time.Millisecond))
+	ctx := context.Background()
+	big := bytes.Repeat([]byte("v"), 8<<10)
+	for range 2000 {
+		if _, err := s.Append(ctx, "gc", bus.Record{Data: big}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for st, _, _ := s.state("gc"); st.first != 1991; st, _, _ = s.state("gc") {
+		if time.Now().After(deadline) {
+			t.Fatalf("retention left first at %d, want 1991", st.first)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	s.collect()
+	log.mu.Lock()
+	defer log.mu.Unlock()
+	if len(log.errors) > 0 {
+		t.Fatalf("errors logged: %q", log.errors)
+	}
+	if recs, err := s.Read(ctx, "gc", 1991, 100, nil); err != nil || len(recs) != 10 || !bytes.Equal(recs[9].Data, big) {
+		t.Fatalf("Read after GC = %d records, %v", len(recs), err)
+	}
+}

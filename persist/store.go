@@ -38,7 +38,6 @@ type Store struct {
 	wWG    sync.WaitGroup
 
 	closeOnce sync.Once
-	closeErr  error
 
 	// failed holds the error of a failed sync: the disk's state is unknown
 	// after one, so every later write fails with it.
