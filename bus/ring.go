@@ -5,6 +5,7 @@ import "time"
 // ring is a topic's in-memory history: the newest entries, bounded by count
 // and age, with consecutive sequence numbers. The topic's pubMu guards it.
 type ring struct {
+	size   int // the most entries held; buf grows up to it
 	buf    []*entry
 	head   int    // index of the oldest entry
 	n      int    // entries held
@@ -13,12 +14,21 @@ type ring struct {
 }
 
 func (r *ring) init(size int, maxAge time.Duration, next uint64) {
-	r.buf = make([]*entry, size)
+	r.size = size
 	r.maxAge = int64(maxAge)
 	r.first = next
 }
 
 func (r *ring) push(e *entry) {
+	if r.n == len(r.buf) && len(r.buf) < r.size {
+		// Grow by doubling, so a topic costs memory for what it holds,
+		// not for what it may hold.
+		buf := make([]*entry, min(max(2*len(r.buf), 8), r.size))
+		for i := range r.n {
+			buf[i] = r.buf[(r.head+i)%len(r.buf)]
+		}
+		r.buf, r.head = buf, 0
+	}
 	if r.n == len(r.buf) {
 		r.buf[r.head] = nil
 		r.head = (r.head + 1) % len(r.buf)
@@ -33,7 +43,7 @@ func (r *ring) push(e *entry) {
 	r.expire(e.at)
 }
 
-// expire drops entries older than maxAge. Caller holds mu for writing.
+// expire drops entries older than maxAge.
 func (r *ring) expire(now int64) {
 	if r.maxAge <= 0 {
 		return
