@@ -1,0 +1,464 @@
+package bridge
+
+import (
+	"bufio"
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/gorilla/websocket"
+	"github.com/olahol/melody"
+
+	"github.com/courierbus/courier/bridge/internal/wire"
+	"github.com/courierbus/courier/bus"
+)
+
+// Bridge is an http.Handler that connects WebSocket clients to a
+// [bus.Bus]. Make one with [New] and mount it on the host's mux; it is safe
+// for concurrent use.
+type Bridge struct {
+	bus  *bus.Bus
+	cfg  config
+	log  *slog.Logger
+	m    *melody.Melody
+	key  [32]byte // resume token HMAC key
+	ns   string   // namespace prefix with its dot, or ""
+	ctx  context.Context
+	stop context.CancelFunc
+
+	lifeMu  sync.Mutex // guards stopped, conns, and wg.Add
+	stopped bool
+	conns   map[*conn]struct{}
+	wg      sync.WaitGroup
+	once    sync.Once
+
+	mu       sync.RWMutex // guards sessions
+	sessions map[string]*session
+
+	routeMu sync.Mutex // guards routes, watches
+	routes  map[string]*route
+	watches map[string]*watch
+
+	cq      catchupQueue
+	reqSeq  atomic.Uint64
+	stats   counters
+	writePl sync.Pool // outbound batch buffers
+}
+
+type counters struct {
+	accepted, refused, slow, badFrames, sessionsEnded, resumed atomic.Uint64
+}
+
+// Stats is a snapshot of a bridge's counters.
+type Stats struct {
+	Connections     int    // open WebSocket connections
+	Sessions        int    // sessions, connected or waiting for resume
+	Routes          int    // bus subscriptions the bridge holds, one per distinct pattern
+	Accepted        uint64 // connections upgraded
+	Refused         uint64 // requests refused before the upgrade (origin, auth, closed)
+	Resumed         uint64 // sessions resumed
+	SlowDisconnects uint64 // connections closed because they did not read fast enough
+	BadDisconnects  uint64 // connections closed for too many bad frames
+	SessionsEnded   uint64
+}
+
+// New returns a bridge between b and WebSocket clients. Nothing is exposed
+// to clients until options say so (see [Expose]). The bridge does not close
+// b; close the bridge first.
+func New(b *bus.Bus, opts ...Option) (*Bridge, error) {
+	if b == nil {
+		return nil, fmt.Errorf("%w: nil bus", ErrInvalidOption)
+	}
+	cfg := defaults()
+	for _, o := range opts {
+		o.applyBridge(&cfg)
+	}
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	br := &Bridge{
+		bus:      b,
+		cfg:      cfg,
+		log:      cfg.logger,
+		conns:    make(map[*conn]struct{}),
+		sessions: make(map[string]*session),
+		routes:   make(map[string]*route),
+		watches:  make(map[string]*watch),
+	}
+	if br.log == nil {
+		br.log = slog.New(slog.DiscardHandler)
+	}
+	if cfg.namespace != "" {
+		br.ns = cfg.namespace + "."
+	}
+	if _, err := rand.Read(br.key[:]); err != nil {
+		return nil, fmt.Errorf("bridge: resume key: %w", err)
+	}
+	br.ctx, br.stop = context.WithCancel(context.Background())
+	br.writePl.New = func() any { b := make([]byte, 0, 2048); return &b }
+	br.m = br.newMelody()
+	br.cq.init()
+	br.wg.Add(cfg.catchupWorkers)
+	for range cfg.catchupWorkers {
+		go func() {
+			defer br.wg.Done()
+			br.catchupLoop()
+		}()
+	}
+	return br, nil
+}
+
+// newMelody configures melody: its defaults accept any origin and read at
+// most 512 bytes per message, and its per-session buffer drops messages
+// silently when full; the bridge sets all three itself.
+func (b *Bridge) newMelody() *melody.Melody {
+	m := melody.New()
+	m.Config.MaxMessageSize = int64(b.cfg.messageLimit)
+	m.Config.MessageBufferSize = 4 // one batch in flight plus close frames
+	m.Config.WriteWait = b.cfg.writeTimeout
+	m.Config.PingPeriod = b.cfg.heartbeat
+	m.Config.PongWait = 2*b.cfg.heartbeat + 5*time.Second
+	m.Upgrader.CheckOrigin = b.checkOrigin
+	m.Upgrader.ReadBufferSize = 512
+	m.Upgrader.WriteBufferSize = 8 << 10
+	m.Upgrader.WriteBufferPool = &sync.Pool{}
+	m.Upgrader.HandshakeTimeout = 10 * time.Second
+	m.HandleConnect(b.onConnect)
+	m.HandleMessage(b.onMessage)
+	m.HandleMessageBinary(b.onBinary)
+	m.HandleSentMessage(b.onSent)
+	m.HandleError(b.onError)
+	return m
+}
+
+// ServeHTTP serves the WebSocket at any path under the mount point, and
+// the browser client at "<mount>client.js".
+func (b *Bridge) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if strings.HasSuffix(r.URL.Path, "/client.js") || r.URL.Path == "client.js" {
+		b.serveStatic(w, r, "courier.js")
+		return
+	}
+	if !websocket.IsWebSocketUpgrade(r) {
+		b.stats.refused.Add(1)
+		w.Header().Set("Upgrade", "websocket")
+		http.Error(w, "bridge: expected a WebSocket upgrade", http.StatusUpgradeRequired)
+		return
+	}
+	if !b.checkOrigin(r) {
+		b.stats.refused.Add(1)
+		http.Error(w, "bridge: origin not allowed", http.StatusForbidden)
+		return
+	}
+	var id Identity
+	if b.cfg.authenticate != nil {
+		var err error
+		id, err = b.callAuthenticate(r)
+		if err != nil {
+			b.stats.refused.Add(1)
+			b.log.Info("bridge: refused", "remote", r.RemoteAddr, "err", err)
+			if errors.Is(err, ErrForbidden) {
+				http.Error(w, "bridge: forbidden", http.StatusForbidden)
+			} else {
+				http.Error(w, "bridge: unauthorized", http.StatusUnauthorized)
+			}
+			return
+		}
+	}
+	c := newConn(b, id)
+	if !b.register(c) {
+		b.stats.refused.Add(1)
+		http.Error(w, "bridge: closed", http.StatusServiceUnavailable)
+		return
+	}
+	// melody runs the connection's read loop inside HandleRequest. Run it
+	// on a goroutine of its own and return from ServeHTTP as soon as the
+	// connection is hijacked, so that net/http's per-connection buffers
+	// and its goroutine are not kept alive for the life of the socket.
+	hw := &hijackWriter{ResponseWriter: w, done: make(chan struct{})}
+	go func() {
+		defer b.wg.Done()
+		keys := map[string]any{connKey: c}
+		if err := b.m.HandleRequestWithKeys(hw, r, keys); err != nil {
+			b.log.Debug("bridge: upgrade failed", "remote", r.RemoteAddr, "err", err)
+		}
+		hw.release()
+		c.finish()
+		b.unregister(c)
+	}()
+	<-hw.done
+}
+
+func (b *Bridge) callAuthenticate(r *http.Request) (id Identity, err error) {
+	defer func() {
+		if v := recover(); v != nil {
+			b.log.Error("bridge: Authenticate hook panicked", "panic", v)
+			err = fmt.Errorf("%w: hook panicked", ErrUnauthorized)
+		}
+	}()
+	return b.cfg.authenticate(r)
+}
+
+// hijackWriter lets ServeHTTP return once the connection is hijacked.
+type hijackWriter struct {
+	http.ResponseWriter
+	once sync.Once
+	done chan struct{}
+}
+
+func (h *hijackWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	nc, rw, err := http.NewResponseController(h.ResponseWriter).Hijack()
+	if err == nil {
+		// From here the upgrader writes to nc only.
+		h.release()
+	}
+	return nc, rw, err
+}
+
+func (h *hijackWriter) release() { h.once.Do(func() { close(h.done) }) }
+
+// register records a new connection; false once the bridge is closing.
+func (b *Bridge) register(c *conn) bool {
+	b.lifeMu.Lock()
+	defer b.lifeMu.Unlock()
+	if b.stopped {
+		return false
+	}
+	b.conns[c] = struct{}{}
+	b.wg.Add(1)
+	return true
+}
+
+func (b *Bridge) unregister(c *conn) {
+	b.lifeMu.Lock()
+	delete(b.conns, c)
+	b.lifeMu.Unlock()
+}
+
+// enter counts a goroutine or callback the bridge must wait for; false once
+// the bridge is closing. Pair with b.wg.Done.
+func (b *Bridge) enter() bool {
+	b.lifeMu.Lock()
+	defer b.lifeMu.Unlock()
+	if b.stopped {
+		return false
+	}
+	b.wg.Add(1)
+	return true
+}
+
+func (b *Bridge) closing() bool {
+	b.lifeMu.Lock()
+	defer b.lifeMu.Unlock()
+	return b.stopped
+}
+
+// checkOrigin allows requests without an Origin header, the same origin as
+// the Host header, and the configured origins.
+func (b *Bridge) checkOrigin(r *http.Request) bool {
+	origin := r.Header.Get("Origin")
+	if origin == "" {
+		return true
+	}
+	for _, o := range b.cfg.origins {
+		if o == "*" || strings.EqualFold(o, origin) {
+			return true
+		}
+	}
+	u, err := url.Parse(origin)
+	if err != nil {
+		return false
+	}
+	return strings.EqualFold(u.Host, r.Host)
+}
+
+// Close closes every connection (close code 1000), ends every session
+// (their members leave their rooms), drops the bridge's bus subscriptions
+// and returns after every goroutine the bridge started has ended.
+// Afterwards new connections get HTTP 503 and Request returns [ErrClosed].
+// It may be called more than once; later calls return nil. melody's own
+// Close does not wait for anything; this one does.
+func (b *Bridge) Close() error {
+	b.shutdown(wire.CloseNormal, "closed")
+	return nil
+}
+
+// Shutdown is Close with close code 1001 ("going away"), telling clients
+// to reconnect (to another instance, or to this one after a restart). If
+// ctx ends before the connections have closed, Shutdown returns ctx.Err()
+// and the rest of the work goes on in the background of the next Close.
+func (b *Bridge) Shutdown(ctx context.Context) error {
+	done := make(chan struct{})
+	go func() {
+		b.shutdown(wire.CloseGoingAway, "going away")
+		close(done)
+	}()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (b *Bridge) shutdown(code int, reason string) {
+	b.once.Do(func() {
+		b.lifeMu.Lock()
+		b.stopped = true
+		conns := make([]*conn, 0, len(b.conns))
+		for c := range b.conns {
+			conns = append(conns, c)
+		}
+		b.lifeMu.Unlock()
+		b.stop()
+		for _, c := range conns {
+			c.kill(code, reason)
+		}
+		b.mu.Lock()
+		sessions := make([]*session, 0, len(b.sessions))
+		for _, s := range b.sessions {
+			sessions = append(sessions, s)
+		}
+		b.mu.Unlock()
+		for _, s := range sessions {
+			s.end()
+		}
+		b.routeMu.Lock()
+		for _, rt := range b.routes {
+			rt.sub.Unsubscribe()
+		}
+		for _, w := range b.watches {
+			w.sub.Unsubscribe()
+		}
+		b.routes, b.watches = map[string]*route{}, map[string]*watch{}
+		b.routeMu.Unlock()
+		b.cq.close()
+	})
+	b.wg.Wait()
+	b.m.Close() // ErrClosed on the second call; nothing is left to close
+}
+
+// Stats returns a snapshot of the bridge's counters.
+func (b *Bridge) Stats() Stats {
+	b.lifeMu.Lock()
+	nc := len(b.conns)
+	b.lifeMu.Unlock()
+	b.mu.RLock()
+	ns := len(b.sessions)
+	b.mu.RUnlock()
+	b.routeMu.Lock()
+	nr := len(b.routes)
+	b.routeMu.Unlock()
+	return Stats{
+		Connections: nc, Sessions: ns, Routes: nr,
+		Accepted: b.stats.accepted.Load(), Refused: b.stats.refused.Load(), Resumed: b.stats.resumed.Load(),
+		SlowDisconnects: b.stats.slow.Load(), BadDisconnects: b.stats.badFrames.Load(),
+		SessionsEnded: b.stats.sessionsEnded.Load(),
+	}
+}
+
+// Identity returns the identity of session sessionID (a client's member id
+// in rooms and presence) and whether the session exists.
+func (b *Bridge) Identity(sessionID string) (Identity, bool) {
+	s := b.session(sessionID)
+	if s == nil {
+		return Identity{}, false
+	}
+	return s.ident, true
+}
+
+func (b *Bridge) session(id string) *session {
+	b.mu.RLock()
+	defer b.mu.RUnlock()
+	return b.sessions[id]
+}
+
+// ---- names
+
+// busName maps a client's name into the namespace.
+func (b *Bridge) busName(name string) string {
+	if b.ns == "" {
+		return name
+	}
+	return b.ns + name
+}
+
+// clientName maps a bus name back; ok is false when it is outside the
+// namespace.
+func (b *Bridge) clientName(name string) (string, bool) {
+	if b.ns == "" {
+		return name, true
+	}
+	return strings.CutPrefix(name, b.ns)
+}
+
+func (b *Bridge) clientNames(names []string) []string {
+	if len(names) == 0 || b.ns == "" {
+		return names
+	}
+	out := make([]string, 0, len(names))
+	for _, n := range names {
+		if c, ok := b.clientName(n); ok {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+// exposed reports whether the host opened name (a client topic, pattern or
+// room) for action.
+func (b *Bridge) exposed(action Action, name string) bool {
+	list := b.cfg.topics
+	if action.room() {
+		list = b.cfg.rooms
+	}
+	for _, e := range list {
+		for _, a := range e.actions {
+			if a == action && covers(e.pattern, name) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// roomExposed reports whether room is exposed for any room action.
+func (b *Bridge) roomExposed(room string) bool {
+	for _, e := range b.cfg.rooms {
+		if covers(e.pattern, room) {
+			return true
+		}
+	}
+	return false
+}
+
+// covers reports whether every topic matched by pattern p is matched by
+// pattern e.
+func covers(e, p string) bool {
+	for {
+		et, erest, emore := strings.Cut(e, ".")
+		pt, prest, pmore := strings.Cut(p, ".")
+		switch {
+		case et == ">":
+			return true
+		case pt == ">":
+			return false
+		case et == "*":
+			// covers a literal or '*'
+		case et != pt:
+			return false
+		}
+		if !emore || !pmore {
+			return emore == pmore
+		}
+		e, p = erest, prest
+	}
+}

@@ -1,0 +1,731 @@
+package client
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	mrand "math/rand/v2"
+	"net/http"
+	"slices"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/gorilla/websocket"
+
+	"github.com/courierbus/courier/bridge/internal/wire"
+)
+
+// Client is a connection to a Courier bridge that reconnects by itself and
+// resumes its session. Make one with [Dial]; it is safe for concurrent use.
+type Client struct {
+	url      string
+	cfg      config
+	log      *slog.Logger
+	ctx      context.Context // ends at Close
+	cancel   context.CancelFunc
+	wg       sync.WaitGroup
+	instance string
+	events   eventQueue
+
+	mu        sync.Mutex
+	cur       *link         // nil while disconnected
+	up        chan struct{} // closed while a link is up; replaced when it drops
+	session   string
+	token     string
+	heartbeat time.Duration
+	subs      map[string]*Subscription
+	rooms     map[string]struct{}
+	watches   map[string]func(PresenceEvent)
+	handlers  map[string]HandlerFunc
+	pending   map[string]chan *wire.Frame
+	nextID    uint64
+	closed    bool
+	stopErr   error // why reconnecting stopped
+}
+
+// HandlerFunc serves a server request (see [Client.Handle]). Its result is
+// encoded as JSON ([]byte and json.RawMessage are sent as they are).
+type HandlerFunc func(ctx context.Context, data json.RawMessage) (any, error)
+
+// EventType says what an [Event] reports.
+type EventType int
+
+const (
+	// Connected: a connection is up. Resumed tells whether the session was
+	// resumed, Recovered per subscription whether it lost nothing.
+	Connected EventType = iota + 1
+	// Disconnected: the connection dropped (Err says why); the client
+	// reconnects unless Err is terminal (then Closed follows).
+	Disconnected
+	// Resync: the server's history no longer held messages of Topic owed
+	// to subscription Sub; delivery continues at Seq.
+	Resync
+	// ServerError: an error frame that answered no call of this client.
+	ServerError
+	// Stopped: the client stopped reconnecting for good (Err says why:
+	// refused credentials, another connection took the session, or an
+	// unsupported version).
+	Stopped
+)
+
+func (t EventType) String() string {
+	switch t {
+	case Connected:
+		return "connected"
+	case Disconnected:
+		return "disconnected"
+	case Resync:
+		return "resync"
+	case ServerError:
+		return "error"
+	case Stopped:
+		return "stopped"
+	}
+	return "EventType(" + strconv.Itoa(int(t)) + ")"
+}
+
+// Event reports a change of the client's connection.
+type Event struct {
+	Type      EventType
+	Session   string
+	Resumed   bool
+	Recovered map[string]bool // subscription id → nothing lost
+	Err       error
+	Sub       string
+	Topic     string
+	Seq       uint64
+}
+
+// Dial connects to the bridge at url (ws:// or wss://) and says hello. It
+// returns once the session is established, or the first connection's
+// error; afterwards the client reconnects by itself with exponential
+// backoff and jitter, resuming its session, until Close.
+func Dial(ctx context.Context, url string, opts ...Option) (*Client, error) {
+	cfg := config{minBackoff: 100 * time.Millisecond, maxBackoff: 10 * time.Second, handshake: 10 * time.Second}
+	for _, o := range opts {
+		o.applyClient(&cfg)
+	}
+	if cfg.minBackoff <= 0 || cfg.maxBackoff < cfg.minBackoff {
+		return nil, errors.New("client: backoff must be positive, min at most max")
+	}
+	if cfg.dialer == nil {
+		cfg.dialer = &websocket.Dialer{HandshakeTimeout: cfg.handshake, Proxy: http.ProxyFromEnvironment}
+	}
+	var inst [6]byte
+	rand.Read(inst[:])
+	c := &Client{
+		url: url, cfg: cfg, log: cfg.logger, instance: hex.EncodeToString(inst[:]),
+		up: make(chan struct{}), subs: make(map[string]*Subscription), rooms: make(map[string]struct{}),
+		watches: make(map[string]func(PresenceEvent)), handlers: make(map[string]HandlerFunc),
+		pending: make(map[string]chan *wire.Frame),
+	}
+	if c.log == nil {
+		c.log = slog.New(slog.DiscardHandler)
+	}
+	c.ctx, c.cancel = context.WithCancel(context.Background())
+	c.events.init(cfg.onEvent)
+	l, w, rest, err := c.connect(ctx)
+	if err != nil {
+		c.cancel()
+		return nil, err
+	}
+	c.wg.Add(2)
+	go func() {
+		defer c.wg.Done()
+		c.events.run()
+	}()
+	go func() {
+		defer c.wg.Done()
+		c.run(l, w, rest)
+		c.events.close()
+	}()
+	return c, nil
+}
+
+// SessionID returns the current session's id: the client's member id in
+// rooms and presence, and the id the server uses in Bridge.Request.
+func (c *Client) SessionID() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.session
+}
+
+// Close ends the session (the server drops its subscriptions and rooms at
+// once), closes the connection, and returns after the client's goroutines,
+// handlers included, have returned. Later calls return nil.
+func (c *Client) Close() error {
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		c.wg.Wait()
+		return nil
+	}
+	c.closed = true
+	l := c.cur
+	c.mu.Unlock()
+	if l != nil {
+		if f, err := wire.Encode(&wire.Frame{Op: wire.OpBye}); err == nil {
+			l.send(f)
+			l.flushThenClose(time.Second)
+		}
+	}
+	c.cancel()
+	c.wg.Wait()
+	return nil
+}
+
+// ---- connections
+
+// link is one WebSocket connection.
+type link struct {
+	ws   *websocket.Conn
+	out  chan []byte
+	done chan struct{} // closed when the link ends
+	once sync.Once
+	err  error
+	wg   sync.WaitGroup // reader and writer
+	hb   time.Duration
+}
+
+func (l *link) end(err error) {
+	l.once.Do(func() {
+		l.err = err
+		close(l.done)
+		l.ws.Close()
+	})
+}
+
+// send queues an encoded frame; false when the link has ended.
+func (l *link) send(frame []byte) bool {
+	select {
+	case l.out <- frame:
+		return true
+	case <-l.done:
+		return false
+	}
+}
+
+// flushThenClose gives the writer up to d to send what is queued, then
+// sends a close frame and ends the link.
+func (l *link) flushThenClose(d time.Duration) {
+	deadline := time.Now().Add(d)
+	for len(l.out) > 0 && time.Now().Before(deadline) {
+		select {
+		case <-l.done:
+			return
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
+	l.ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseNormalClosure, "bye"), deadline)
+	t := time.NewTimer(time.Until(deadline) + 100*time.Millisecond)
+	defer t.Stop()
+	select {
+	case <-l.done:
+	case <-t.C:
+		l.end(ErrClosed)
+	}
+}
+
+// connect dials and says hello; it returns the link, the welcome and any
+// frames that came in the same message after it.
+func (c *Client) connect(ctx context.Context) (*link, *wire.Frame, []wire.Frame, error) {
+	ws, resp, err := c.cfg.dialer.DialContext(ctx, c.url, c.cfg.header)
+	if err != nil {
+		if resp != nil {
+			return nil, nil, nil, fmt.Errorf("client: dial %s: %w (HTTP %d)", c.url, err, resp.StatusCode)
+		}
+		return nil, nil, nil, fmt.Errorf("client: dial %s: %w", c.url, err)
+	}
+	hello := wire.Frame{Op: wire.OpHello, V: wire.Version, ID: "hello"}
+	c.mu.Lock()
+	hello.Resume = c.token
+	c.mu.Unlock()
+	if c.cfg.auth != nil {
+		if hello.Auth, err = json.Marshal(c.cfg.auth); err != nil {
+			ws.Close()
+			return nil, nil, nil, fmt.Errorf("client: encode auth: %w", err)
+		}
+	}
+	frame, _ := wire.Encode(&hello)
+	deadline := time.Now().Add(c.cfg.handshake)
+	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
+		deadline = d
+	}
+	ws.SetWriteDeadline(deadline)
+	if err := ws.WriteMessage(websocket.TextMessage, frame); err != nil {
+		ws.Close()
+		return nil, nil, nil, fmt.Errorf("client: hello: %w", err)
+	}
+	ws.SetWriteDeadline(time.Time{})
+	ws.SetReadDeadline(deadline)
+	for {
+		_, msg, err := ws.ReadMessage()
+		if err != nil {
+			ws.Close()
+			return nil, nil, nil, fmt.Errorf("client: waiting for welcome: %w", err)
+		}
+		frames, err := decode(msg)
+		if err != nil {
+			continue
+		}
+		for i := range frames {
+			f := &frames[i]
+			switch f.Op {
+			case wire.OpWelcome:
+				ws.SetReadDeadline(time.Time{})
+				l := &link{ws: ws, out: make(chan []byte, 1024), done: make(chan struct{}),
+					hb: time.Duration(f.Heartbeat) * time.Millisecond}
+				if l.hb <= 0 {
+					l.hb = 25 * time.Second
+				}
+				return l, f, frames[i+1:], nil
+			case wire.OpError:
+				ws.Close()
+				return nil, nil, nil, &Error{Code: f.Code, Message: f.Message}
+			}
+		}
+	}
+}
+
+func decode(msg []byte) ([]wire.Frame, error) {
+	raws, err := wire.Split(msg)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]wire.Frame, 0, len(raws))
+	for _, r := range raws {
+		if f, err := wire.Parse(r); err == nil {
+			out = append(out, f)
+		}
+	}
+	return out, nil
+}
+
+// run is the client's supervisor: it serves one link at a time and
+// reconnects when it drops.
+func (c *Client) run(l *link, w *wire.Frame, rest []wire.Frame) {
+	first := true
+	for {
+		c.start(l, w, rest, first)
+		first = false
+		select {
+		case <-l.done:
+		case <-c.ctx.Done():
+			l.end(ErrClosed)
+		}
+		l.wg.Wait()
+		terminal := c.stop(l)
+		if c.ctx.Err() != nil {
+			return
+		}
+		c.events.push(Event{Type: Disconnected, Err: l.err})
+		if terminal {
+			c.mu.Lock()
+			c.stopErr = l.err
+			c.mu.Unlock()
+			c.events.push(Event{Type: Stopped, Err: l.err})
+			<-c.ctx.Done()
+			return
+		}
+		var ok bool
+		if l, w, rest, ok = c.reconnect(); !ok {
+			return
+		}
+	}
+}
+
+// reconnect dials until it succeeds or the client closes.
+func (c *Client) reconnect() (*link, *wire.Frame, []wire.Frame, bool) {
+	d := c.cfg.minBackoff
+	for {
+		wait := d/2 + mrand.N(d/2+1)
+		t := time.NewTimer(wait)
+		select {
+		case <-c.ctx.Done():
+			t.Stop()
+			return nil, nil, nil, false
+		case <-t.C:
+		}
+		ctx, cancel := context.WithTimeout(c.ctx, c.cfg.handshake)
+		l, w, rest, err := c.connect(ctx)
+		cancel()
+		if err == nil {
+			return l, w, rest, true
+		}
+		c.log.Debug("client: reconnect failed", "err", err)
+		d = min(2*d, c.cfg.maxBackoff)
+	}
+}
+
+// stop tears a link down; it reports whether its close code forbids
+// reconnecting.
+func (c *Client) stop(l *link) bool {
+	c.mu.Lock()
+	if c.cur == l {
+		c.cur = nil
+		c.up = make(chan struct{})
+	}
+	for id, ch := range c.pending {
+		close(ch)
+		delete(c.pending, id)
+	}
+	c.mu.Unlock()
+	var ce *websocket.CloseError
+	if errors.As(l.err, &ce) {
+		switch ce.Code {
+		case wire.CloseUnauthorized, wire.CloseReplaced, wire.CloseVersion, wire.CloseBadFrames:
+			return true
+		}
+	}
+	return false
+}
+
+// start makes l the current link after its welcome: it starts the link's
+// reader and writer and brings the session up to date.
+func (c *Client) start(l *link, w *wire.Frame, rest []wire.Frame, first bool) {
+	resumed := w.Resumed != nil && *w.Resumed
+	c.mu.Lock()
+	c.cur = l
+	c.session, c.token, c.heartbeat = w.Session, w.Resume, l.hb
+	close(c.up)
+	c.mu.Unlock()
+	l.wg.Add(2)
+	go func() {
+		defer l.wg.Done()
+		c.writeLoop(l)
+	}()
+	for i := range rest {
+		c.dispatch(l, &rest[i])
+	}
+	go func() {
+		defer l.wg.Done()
+		c.readLoop(l)
+	}()
+	recovered := c.restore(l, w, resumed, first)
+	c.events.push(Event{Type: Connected, Session: w.Session, Resumed: resumed, Recovered: recovered})
+}
+
+// restore brings the server's session in line with the client's
+// subscriptions, rooms and presence watches after a (re)connect.
+func (c *Client) restore(l *link, w *wire.Frame, resumed, first bool) map[string]bool {
+	recovered := make(map[string]bool)
+	server := make(map[string]bool)
+	if resumed {
+		for _, s := range w.Subs {
+			server[s.Sub] = true
+			recovered[s.Sub] = s.Recovered
+		}
+	}
+	c.mu.Lock()
+	var subs []*Subscription
+	for id, s := range c.subs {
+		if !server[id] {
+			subs = append(subs, s)
+		}
+	}
+	var drop []string
+	for id := range server {
+		if c.subs[id] == nil {
+			drop = append(drop, id)
+		}
+	}
+	var rooms []string
+	for r := range c.rooms {
+		if !slices.Contains(w.Rooms, r) {
+			rooms = append(rooms, r)
+		}
+	}
+	var watches []string
+	if !resumed {
+		for r := range c.watches {
+			watches = append(watches, r)
+		}
+	}
+	c.mu.Unlock()
+	if first && !resumed {
+		return recovered
+	}
+	for _, s := range subs {
+		f := s.frame(true)
+		c.send(l, &f)
+		if f.Start == wire.StartAfter || f.Start == wire.StartSeq {
+			recovered[s.id] = false // known from the answer only; see Resync events
+		}
+	}
+	for _, id := range drop {
+		c.send(l, &wire.Frame{Op: wire.OpUnsubscribe, Sub: id})
+	}
+	if len(rooms) > 0 {
+		c.send(l, &wire.Frame{Op: wire.OpJoin, Rooms: rooms})
+	}
+	for _, r := range watches {
+		c.send(l, &wire.Frame{Op: wire.OpPresence, Room: r, Watch: wire.Bool(true)})
+	}
+	return recovered
+}
+
+// send encodes and queues a frame on l.
+func (c *Client) send(l *link, f *wire.Frame) bool {
+	frame, err := wire.Encode(f)
+	if err != nil {
+		return false
+	}
+	return l.send(frame)
+}
+
+func (c *Client) writeLoop(l *link) {
+	t := time.NewTicker(l.hb)
+	defer t.Stop()
+	var batch []byte
+	sent := false
+	for {
+		var frame []byte
+		select {
+		case frame = <-l.out:
+		case <-t.C:
+			if !sent {
+				frame, _ = wire.Encode(&wire.Frame{Op: wire.OpPing})
+			}
+			sent = false
+			if frame == nil {
+				continue
+			}
+		case <-l.done:
+			return
+		}
+		batch = append(batch[:0], '[')
+		batch = append(batch, frame...)
+		n := 1
+	more:
+		for n < 256 && len(batch) < 32<<10 {
+			select {
+			case f := <-l.out:
+				batch = append(batch, ',')
+				batch = append(batch, f...)
+				n++
+			default:
+				break more
+			}
+		}
+		msg := batch[1:]
+		if n > 1 {
+			batch = append(batch, ']')
+			msg = batch
+		}
+		l.ws.SetWriteDeadline(time.Now().Add(10 * time.Second))
+		if err := l.ws.WriteMessage(websocket.TextMessage, msg); err != nil {
+			l.end(err)
+			return
+		}
+		sent = true
+	}
+}
+
+func (c *Client) readLoop(l *link) {
+	dead := 2*l.hb + 5*time.Second
+	l.ws.SetReadDeadline(time.Now().Add(dead))
+	l.ws.SetPingHandler(func(data string) error {
+		l.ws.SetReadDeadline(time.Now().Add(dead))
+		err := l.ws.WriteControl(websocket.PongMessage, []byte(data), time.Now().Add(time.Second))
+		if err != nil && !errors.Is(err, websocket.ErrCloseSent) {
+			return err
+		}
+		return nil
+	})
+	for {
+		_, msg, err := l.ws.ReadMessage()
+		if err != nil {
+			l.end(err)
+			return
+		}
+		l.ws.SetReadDeadline(time.Now().Add(dead))
+		frames, err := decode(msg)
+		if err != nil {
+			c.log.Warn("client: undecodable message from server", "err", err)
+			continue
+		}
+		for i := range frames {
+			c.dispatch(l, &frames[i])
+		}
+	}
+}
+
+// dispatch handles one frame from the server, on the link's reader.
+func (c *Client) dispatch(l *link, f *wire.Frame) {
+	switch f.Op {
+	case wire.OpMessage:
+		c.mu.Lock()
+		s := c.subs[f.Sub]
+		c.mu.Unlock()
+		if s != nil {
+			s.push(l, f)
+		} else if f.N != 0 {
+			// Not ours (any more): settle it so the server stops sending it.
+			c.send(l, &wire.Frame{Op: wire.OpAck, Sub: f.Sub, N: f.N})
+		}
+		return
+	case wire.OpResync:
+		c.mu.Lock()
+		s := c.subs[f.Sub]
+		c.mu.Unlock()
+		if s != nil {
+			s.resync(f)
+		}
+		c.events.push(Event{Type: Resync, Sub: f.Sub, Topic: f.Topic, Seq: f.Seq})
+		return
+	case wire.OpRequest:
+		c.serve(l, f)
+		return
+	case wire.OpPresenceEvent:
+		c.mu.Lock()
+		fn := c.watches[f.Room]
+		c.mu.Unlock()
+		if fn != nil {
+			fn(PresenceEvent{Room: f.Room, Member: f.Member, User: f.User, Joined: f.Joined != nil && *f.Joined})
+		}
+		return
+	}
+	if f.ID != "" {
+		c.mu.Lock()
+		ch := c.pending[f.ID]
+		delete(c.pending, f.ID)
+		c.mu.Unlock()
+		if ch != nil {
+			ch <- f
+			return
+		}
+	}
+	if f.Op == wire.OpError {
+		c.events.push(Event{Type: ServerError, Err: &Error{Code: f.Code, Message: f.Message}, Sub: f.Sub})
+	}
+}
+
+// ---- calls
+
+func (c *Client) newID() string {
+	c.nextID++
+	return "c" + strconv.FormatUint(c.nextID, 10)
+}
+
+// link waits for a connection, within ctx.
+func (c *Client) link(ctx context.Context) (*link, error) {
+	for {
+		c.mu.Lock()
+		if c.closed {
+			c.mu.Unlock()
+			return nil, ErrClosed
+		}
+		if c.stopErr != nil {
+			err := c.stopErr
+			c.mu.Unlock()
+			return nil, fmt.Errorf("%w: %v", ErrNotConnected, err)
+		}
+		l, up := c.cur, c.up
+		c.mu.Unlock()
+		if l != nil {
+			return l, nil
+		}
+		select {
+		case <-up:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-c.ctx.Done():
+			return nil, ErrClosed
+		}
+	}
+}
+
+// call sends f with a fresh id on the current link and waits for its
+// answer. It fails with ErrDisconnected when the link drops first.
+func (c *Client) call(ctx context.Context, f *wire.Frame) (*wire.Frame, error) {
+	l, err := c.link(ctx)
+	if err != nil {
+		return nil, err
+	}
+	ch := make(chan *wire.Frame, 1)
+	c.mu.Lock()
+	f.ID = c.newID()
+	c.pending[f.ID] = ch
+	c.mu.Unlock()
+	if !c.send(l, f) {
+		c.forget(f.ID)
+		return nil, ErrDisconnected
+	}
+	select {
+	case a, ok := <-ch:
+		if !ok {
+			return nil, ErrDisconnected
+		}
+		if a.Op == wire.OpError {
+			return nil, &Error{Code: a.Code, Message: a.Message}
+		}
+		return a, nil
+	case <-ctx.Done():
+		c.forget(f.ID)
+		return nil, ctx.Err()
+	case <-c.ctx.Done():
+		return nil, ErrClosed
+	}
+}
+
+func (c *Client) forget(id string) {
+	c.mu.Lock()
+	delete(c.pending, id)
+	c.mu.Unlock()
+}
+
+// ---- events
+
+type eventQueue struct {
+	mu     sync.Mutex
+	cond   sync.Cond
+	q      []Event
+	f      func(Event)
+	closed bool
+}
+
+func (q *eventQueue) init(f func(Event)) {
+	q.f = f
+	q.cond.L = &q.mu
+}
+
+func (q *eventQueue) push(e Event) {
+	if q.f == nil {
+		return
+	}
+	q.mu.Lock()
+	if !q.closed {
+		q.q = append(q.q, e)
+		q.cond.Signal()
+	}
+	q.mu.Unlock()
+}
+
+func (q *eventQueue) close() {
+	q.mu.Lock()
+	q.closed = true
+	q.cond.Broadcast()
+	q.mu.Unlock()
+}
+
+func (q *eventQueue) run() {
+	for {
+		q.mu.Lock()
+		for len(q.q) == 0 && !q.closed {
+			q.cond.Wait()
+		}
+		if len(q.q) == 0 {
+			q.mu.Unlock()
+			return
+		}
+		e := q.q[0]
+		q.q = q.q[1:]
+		q.mu.Unlock()
+		q.f(e)
+	}
+}

@@ -1,0 +1,300 @@
+package client
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/courierbus/courier/bridge/internal/wire"
+)
+
+// Message is one delivery to a subscription's handler.
+type Message struct {
+	Sub     string            // the subscription's id
+	Topic   string            // the topic it was published to
+	Epoch   uint64            // with Seq, the message's position in its topic
+	Seq     uint64            // 0 for a volatile publish
+	Rooms   []string          // the rooms it was addressed to, if any
+	Headers map[string]string // the publisher's headers, if any
+	Data    json.RawMessage   // the message (raw bytes when the topic does not use JSON)
+	Attempt int               // 1, or more for a redelivery
+}
+
+// Handler handles one message of a subscription. Returning nil
+// acknowledges it; an error (or a panic) asks the server to send it again
+// after a backoff.
+type Handler func(ctx context.Context, m *Message) error
+
+// Subscription is a subscription of a [Client]. Its handler runs on one
+// goroutine, one message at a time. Messages a handler already handled are
+// not handed to it again, even when the server sends them again after a
+// reconnect: per topic the subscription remembers the highest sequence
+// number handled.
+type Subscription struct {
+	c       *Client
+	id      string
+	pattern string
+	exact   bool
+	cfg     subConfig
+	h       Handler
+
+	mu     sync.Mutex
+	q      []*wire.Frame
+	wake   chan struct{}
+	quit   chan struct{}
+	done   chan struct{}
+	ended  bool
+	hwm    map[string]position
+	failed map[string]map[uint64]int // topic → seq → attempts that failed
+}
+
+type position struct{ epoch, seq uint64 }
+
+// ID returns the subscription's id (the "sub" of its frames).
+func (s *Subscription) ID() string { return s.id }
+
+// Done returns a channel closed when the subscription's goroutine has
+// returned, after Unsubscribe or Close.
+func (s *Subscription) Done() <-chan struct{} { return s.done }
+
+// Subscribe subscribes to pattern (a topic, or a pattern with '*' and
+// '>') and calls h for each message. It returns once the server confirmed
+// the subscription, or with its refusal (ErrForbidden, ErrInvalidName,
+// ErrLimit...). If the connection drops before the answer, the
+// subscription is made again on reconnect and Subscribe returns it.
+func (c *Client) Subscribe(ctx context.Context, pattern string, h Handler, opts ...SubscribeOption) (*Subscription, error) {
+	var cfg subConfig
+	for _, o := range opts {
+		o.applySub(&cfg)
+	}
+	s := &Subscription{
+		c: c, pattern: pattern, cfg: cfg, h: h, exact: !hasWildcard(pattern),
+		wake: make(chan struct{}, 1), quit: make(chan struct{}), done: make(chan struct{}),
+		hwm: make(map[string]position), failed: make(map[string]map[uint64]int),
+	}
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return nil, ErrClosed
+	}
+	c.nextID++
+	s.id = "s" + strconv.FormatUint(c.nextID, 10)
+	c.subs[s.id] = s
+	c.wg.Add(1)
+	c.mu.Unlock()
+	go func() {
+		defer c.wg.Done()
+		defer close(s.done)
+		s.run()
+	}()
+	f := s.frame(false)
+	_, err := c.call(ctx, &f)
+	if err != nil && err != ErrDisconnected {
+		c.mu.Lock()
+		delete(c.subs, s.id)
+		c.mu.Unlock()
+		s.stop()
+		return nil, err
+	}
+	return s, nil
+}
+
+func hasWildcard(p string) bool {
+	for i := 0; i < len(p); i++ {
+		if (p[i] == '*' || p[i] == '>') && (i == 0 || p[i-1] == '.') && (i == len(p)-1 || p[i+1] == '.') {
+			return true
+		}
+	}
+	return false
+}
+
+// frame returns the subscribe frame; again is true when it re-creates the
+// subscription in a new session: it then starts after the last message
+// handled, when there is one.
+func (s *Subscription) frame(again bool) wire.Frame {
+	f := wire.Frame{
+		Op: wire.OpSubscribe, Sub: s.id, Pattern: s.pattern, Volatile: s.cfg.volatile,
+		MaxInflight: s.cfg.maxInflight, AckWait: s.cfg.ackWait.Milliseconds(),
+		Start: s.cfg.start, Seq: s.cfg.seq, Epoch: wire.Epoch(s.cfg.epoch),
+	}
+	if again && s.exact && !s.cfg.volatile {
+		s.mu.Lock()
+		p, ok := s.hwm[s.pattern]
+		s.mu.Unlock()
+		if ok {
+			f.Start, f.Epoch, f.Seq = wire.StartAfter, wire.Epoch(p.epoch), p.seq
+		}
+	}
+	return f
+}
+
+// Unsubscribe ends the subscription. It does not wait for a running
+// handler (a handler may unsubscribe its own subscription); see Done.
+func (s *Subscription) Unsubscribe(ctx context.Context) error {
+	c := s.c
+	c.mu.Lock()
+	_, ok := c.subs[s.id]
+	delete(c.subs, s.id)
+	c.mu.Unlock()
+	s.stop()
+	if !ok {
+		return nil
+	}
+	_, err := c.call(ctx, &wire.Frame{Op: wire.OpUnsubscribe, Sub: s.id})
+	if err == ErrDisconnected || err == ErrClosed {
+		return nil // a resumed session drops it on reconnect
+	}
+	return err
+}
+
+func (s *Subscription) stop() {
+	s.mu.Lock()
+	if !s.ended {
+		s.ended = true
+		close(s.quit)
+	}
+	s.mu.Unlock()
+}
+
+// push queues a message or resync frame, from the link's reader.
+func (s *Subscription) push(_ *link, f *wire.Frame) {
+	s.mu.Lock()
+	if s.ended || s.cfg.volatile && len(s.q) >= 4096 {
+		s.mu.Unlock()
+		return
+	}
+	s.q = append(s.q, f)
+	s.mu.Unlock()
+	select {
+	case s.wake <- struct{}{}:
+	default:
+	}
+}
+
+func (s *Subscription) resync(f *wire.Frame) { s.push(nil, f) }
+
+func (s *Subscription) next() (*wire.Frame, bool) {
+	for {
+		s.mu.Lock()
+		if len(s.q) > 0 {
+			f := s.q[0]
+			s.q[0] = nil
+			s.q = s.q[1:]
+			s.mu.Unlock()
+			return f, true
+		}
+		s.mu.Unlock()
+		select {
+		case <-s.wake:
+		case <-s.quit:
+			return nil, false
+		case <-s.c.ctx.Done():
+			return nil, false
+		}
+	}
+}
+
+func (s *Subscription) run() {
+	for {
+		f, ok := s.next()
+		if !ok {
+			return
+		}
+		if f.Op == wire.OpResync {
+			s.mu.Lock()
+			p := s.hwm[f.Topic]
+			if p.epoch != uint64(f.Epoch) || p.seq+1 < f.Seq {
+				s.hwm[f.Topic] = position{uint64(f.Epoch), f.Seq - 1}
+			}
+			s.mu.Unlock()
+			continue
+		}
+		if s.handled(f) {
+			s.settle(f, nil)
+			continue
+		}
+		err := s.call(f)
+		s.record(f, err)
+		s.settle(f, err)
+	}
+}
+
+// handled reports whether f is a message the handler already handled.
+func (s *Subscription) handled(f *wire.Frame) bool {
+	if f.Seq == 0 {
+		return false
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	p, ok := s.hwm[f.Topic]
+	if !ok || p.epoch != uint64(f.Epoch) || f.Seq > p.seq {
+		return false
+	}
+	_, failed := s.failed[f.Topic][f.Seq]
+	return !failed
+}
+
+func (s *Subscription) record(f *wire.Frame, err error) {
+	if f.Seq == 0 {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	fails := s.failed[f.Topic]
+	if err != nil {
+		if fails == nil {
+			fails = make(map[uint64]int)
+			s.failed[f.Topic] = fails
+		}
+		fails[f.Seq]++
+	} else if fails != nil {
+		delete(fails, f.Seq)
+	}
+	p, ok := s.hwm[f.Topic]
+	if !ok || p.epoch != uint64(f.Epoch) || f.Seq > p.seq {
+		s.hwm[f.Topic] = position{uint64(f.Epoch), f.Seq}
+	}
+}
+
+func (s *Subscription) call(f *wire.Frame) (err error) {
+	defer func() {
+		if v := recover(); v != nil {
+			err = fmt.Errorf("client: handler panicked: %v", v)
+			s.c.log.Error("client: handler panicked", "sub", s.id, "panic", v)
+		}
+	}()
+	m := &Message{
+		Sub: s.id, Topic: f.Topic, Epoch: uint64(f.Epoch), Seq: f.Seq, Rooms: f.To,
+		Headers: f.Headers, Data: f.Data, Attempt: max(f.Attempt, 1),
+	}
+	if len(f.Data64) > 0 {
+		m.Data = f.Data64
+	}
+	if len(f.Rooms) > 0 {
+		m.Rooms = f.Rooms
+	}
+	return s.h(s.c.ctx, m)
+}
+
+// settle acks or nacks a delivery on the current link.
+func (s *Subscription) settle(f *wire.Frame, err error) {
+	if f.N == 0 {
+		return
+	}
+	c := s.c
+	c.mu.Lock()
+	l := c.cur
+	c.mu.Unlock()
+	if l == nil {
+		return // the server sends it again after the resume
+	}
+	a := wire.Frame{Op: wire.OpAck, Sub: s.id, N: f.N}
+	if err != nil {
+		a.Op = wire.OpNack
+		a.Delay = min(100*time.Millisecond<<min(max(f.Attempt-1, 0), 6), 5*time.Second).Milliseconds()
+	}
+	c.send(l, &a)
+}

@@ -1,0 +1,336 @@
+package bridge
+
+import (
+	"errors"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/gorilla/websocket"
+	"github.com/olahol/melody"
+	"golang.org/x/time/rate"
+
+	"github.com/courierbus/courier/bridge/internal/wire"
+)
+
+const connKey = "courier.conn"
+
+// conn is one WebSocket connection. Its read side (handle*) runs on
+// melody's read loop; its write side is melody's write goroutine, fed one
+// batch at a time from the conn's outbound buffer.
+type conn struct {
+	b     *Bridge
+	ident Identity
+	ms    *melody.Session
+	ws    *websocket.Conn
+	lim   *rate.Limiter // frames
+	bad   *rate.Limiter // strikes
+	hello *time.Timer
+	done  chan struct{} // closed when the connection has ended
+	sess  atomic.Pointer[session]
+
+	outMu       sync.Mutex
+	buf         *[]byte // frames waiting: '[' then frames separated by ','
+	nframes     int
+	queued      int     // bytes waiting plus bytes being written
+	writing     *[]byte // the batch melody is writing, nil when idle
+	wlen        int
+	killed      bool // no more frames
+	closing     bool // the closer runs
+	dead        bool // the connection has ended
+	closeCode   int  // closeAfter: close once the queue is written
+	closeReason string
+	drain       bool // a sender held back at the soft limit: wake catch-up below it
+
+	closer sync.WaitGroup
+}
+
+func newConn(b *Bridge, id Identity) *conn {
+	return &conn{
+		b:     b,
+		ident: id,
+		lim:   rate.NewLimiter(rate.Limit(b.cfg.rate), b.cfg.burst),
+		bad:   rate.NewLimiter(rate.Limit(b.cfg.strikeRate), b.cfg.strikeBurst),
+		done:  make(chan struct{}),
+	}
+}
+
+func connOf(ms *melody.Session) *conn {
+	v, _ := ms.Get(connKey)
+	c, _ := v.(*conn)
+	return c
+}
+
+// onConnect runs on the connection's goroutine before its read loop.
+func (b *Bridge) onConnect(ms *melody.Session) {
+	c := connOf(ms)
+	if c == nil {
+		return
+	}
+	ms.Request = nil // the bridge keeps nothing of the request
+	c.outMu.Lock()
+	c.ms, c.ws = ms, ms.WebsocketConnection()
+	killed := c.closing
+	c.outMu.Unlock()
+	b.stats.accepted.Add(1)
+	if killed {
+		// Closed while upgrading: end it at once.
+		c.ws.Close()
+		return
+	}
+	c.hello = time.AfterFunc(b.cfg.handshakeTimeout, func() {
+		if c.sess.Load() == nil {
+			c.kill(wire.CloseHelloTimeout, "hello timeout")
+		}
+	})
+}
+
+// finish runs on the connection's goroutine after melody's read loop ended.
+func (c *conn) finish() {
+	c.outMu.Lock()
+	c.killed, c.dead = true, true
+	c.buf, c.nframes = nil, 0
+	c.outMu.Unlock()
+	if c.hello != nil {
+		c.hello.Stop()
+	}
+	close(c.done)
+	c.closer.Wait()
+	if s := c.sess.Load(); s != nil {
+		s.detach(c)
+	}
+}
+
+// kill closes the connection with a close frame, without waiting: a client
+// that does not read gets no close frame within a second and its socket is
+// closed. Frames still queued are dropped. It never calls into melody, so it
+// may run in melody's callbacks.
+func (c *conn) kill(code int, reason string) {
+	c.outMu.Lock()
+	c.buf, c.nframes = nil, 0
+	c.killLocked(code, reason)
+}
+
+// closeAfter closes the connection like kill once the frames already queued
+// (an error frame explaining the close) are written.
+func (c *conn) closeAfter(code int, reason string) {
+	c.outMu.Lock()
+	if c.killed || c.dead {
+		c.outMu.Unlock()
+		return
+	}
+	c.killed = true
+	c.closeCode, c.closeReason = code, reason
+	if c.writing == nil && c.nframes == 0 {
+		c.killed = false
+		c.killLocked(code, reason)
+		return
+	}
+	batch := c.take()
+	c.outMu.Unlock()
+	if batch != nil {
+		c.ms.Write(batch)
+	}
+}
+
+// killLocked starts the closer. Caller holds outMu; it is released.
+func (c *conn) killLocked(code int, reason string) {
+	if c.dead || c.closing {
+		c.outMu.Unlock()
+		return
+	}
+	c.killed, c.closing = true, true
+	ws := c.ws
+	if ws == nil {
+		// Not upgraded yet: onConnect closes it.
+		c.outMu.Unlock()
+		return
+	}
+	c.closer.Add(1)
+	c.outMu.Unlock()
+	go func() {
+		defer c.closer.Done()
+		msg := websocket.FormatCloseMessage(code, reason)
+		if err := ws.WriteControl(websocket.CloseMessage, msg, time.Now().Add(time.Second)); err != nil {
+			ws.Close()
+			return
+		}
+		// Give the client a moment to answer the close frame, so that it
+		// reads the code before the socket goes.
+		t := time.NewTimer(time.Second)
+		defer t.Stop()
+		select {
+		case <-c.done:
+		case <-t.C:
+			ws.Close()
+		}
+	}()
+}
+
+func (c *conn) isKilled() bool {
+	c.outMu.Lock()
+	defer c.outMu.Unlock()
+	return c.killed
+}
+
+// soft reports whether the outbound queue is past half its limit: at-least-
+// once deliveries then wait (for catch-up) instead of queueing.
+func (c *conn) soft() bool {
+	c.outMu.Lock()
+	defer c.outMu.Unlock()
+	if c.queued >= c.b.cfg.outbound/2 {
+		c.drain = true
+		return true
+	}
+	return false
+}
+
+// sendFrame queues an encoded frame. It returns false when the connection
+// is closing or the frame made the queue pass its limit (the connection is
+// then closed as slow).
+func (c *conn) sendFrame(frame []byte) bool {
+	c.outMu.Lock()
+	if !c.reserve() {
+		c.outMu.Unlock()
+		return false
+	}
+	*c.buf = append(*c.buf, frame...)
+	return c.commit()
+}
+
+// sendMsg queues a message frame: its head is written here, its tail is
+// the shared encoding of the message.
+func (c *conn) sendMsg(quotedSub []byte, n uint64, attempt int, tail []byte) bool {
+	c.outMu.Lock()
+	if !c.reserve() {
+		c.outMu.Unlock()
+		return false
+	}
+	*c.buf = wire.AppendMessageHead(*c.buf, quotedSub, n, attempt)
+	*c.buf = append(*c.buf, tail...)
+	return c.commit()
+}
+
+// reserve prepares the buffer for one more frame. Caller holds outMu.
+func (c *conn) reserve() bool {
+	if c.killed {
+		return false
+	}
+	if c.buf == nil {
+		c.buf = c.b.writePl.Get().(*[]byte)
+		*c.buf = append((*c.buf)[:0], '[')
+	}
+	if c.nframes > 0 {
+		*c.buf = append(*c.buf, ',')
+	}
+	return true
+}
+
+// commit accounts for the frame just appended and starts a write if none
+// is running. Caller holds outMu; commit releases it.
+func (c *conn) commit() bool {
+	c.nframes++
+	c.queued = c.wlen + len(*c.buf) - 1
+	if c.queued > c.b.cfg.outbound {
+		c.b.stats.slow.Add(1)
+		c.b.log.Info("bridge: slow client disconnected", "queued", c.queued)
+		c.buf, c.nframes = nil, 0
+		c.killLocked(wire.CloseSlow, "slow")
+		return false
+	}
+	batch := c.take()
+	c.outMu.Unlock()
+	if batch != nil {
+		c.ms.Write(batch)
+	}
+	return true
+}
+
+// take hands the waiting frames to melody when it is idle: one frame as
+// itself, several as a JSON array. Caller holds outMu.
+func (c *conn) take() []byte {
+	if c.writing != nil || c.nframes == 0 || c.ms == nil {
+		return nil
+	}
+	buf := c.buf
+	msg := (*buf)[1:]
+	if c.nframes > 1 {
+		*buf = append(*buf, ']')
+		msg = *buf
+	}
+	c.writing, c.wlen = buf, len(msg)
+	c.queued = c.wlen
+	c.buf, c.nframes = nil, 0
+	return msg
+}
+
+// onSent runs on melody's write goroutine after a batch was written.
+func (b *Bridge) onSent(ms *melody.Session, _ []byte) {
+	c := connOf(ms)
+	if c == nil {
+		return
+	}
+	c.outMu.Lock()
+	if w := c.writing; w != nil {
+		c.writing, c.wlen = nil, 0
+		if cap(*w) <= 64<<10 {
+			b.writePl.Put(w)
+		}
+	}
+	c.queued = 0
+	if c.buf != nil {
+		c.queued = len(*c.buf) - 1
+	}
+	batch := c.take()
+	if batch == nil && c.closeCode != 0 && c.nframes == 0 {
+		code, reason := c.closeCode, c.closeReason
+		c.closeCode = 0
+		c.killLocked(code, reason)
+		return
+	}
+	wake := c.drain && c.queued < b.cfg.outbound/2
+	if wake {
+		c.drain = false
+	}
+	c.outMu.Unlock()
+	if batch != nil {
+		ms.Write(batch)
+	}
+	if wake {
+		if s := c.sess.Load(); s != nil {
+			s.mu.Lock()
+			s.wantCatchup()
+			s.mu.Unlock()
+		}
+	}
+}
+
+// onError sees every error melody meets. It may run under melody's hub
+// lock (from Close), so it never calls back into melody.
+func (b *Bridge) onError(ms *melody.Session, err error) {
+	c := connOf(ms)
+	if c == nil {
+		return
+	}
+	var ne *net.OpError
+	switch {
+	case errors.Is(err, melody.ErrMessageBufferFull):
+		// melody would drop the frame silently: close the connection
+		// instead; the session resumes without loss.
+		b.stats.slow.Add(1)
+		b.log.Info("bridge: melody buffer full, disconnecting", "err", err)
+		c.kill(wire.CloseSlow, "slow")
+	case errors.As(err, &ne) && ne.Op == "write" && ne.Timeout():
+		b.stats.slow.Add(1)
+		b.log.Info("bridge: write timed out, slow client disconnected")
+		c.kill(wire.CloseSlow, "slow")
+	}
+}
+
+// onBinary refuses binary messages.
+func (b *Bridge) onBinary(ms *melody.Session, _ []byte) {
+	if c := connOf(ms); c != nil {
+		c.fail("", wire.CodeBadJSON, "binary messages are not part of the protocol")
+	}
+}

@@ -1,0 +1,384 @@
+package bridge
+
+import (
+	"context"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/courierbus/courier/bridge/internal/wire"
+	"github.com/courierbus/courier/bus"
+)
+
+// session is a client's state: it outlives its connection for the resume
+// window. Its lock orders before conn.outMu and b.routeMu, and is never
+// taken while b.mu or b.lifeMu is held.
+type session struct {
+	b      *Bridge
+	id     string
+	ident  Identity
+	member *bus.Member
+	token  string
+
+	mu       sync.Mutex
+	c        *conn // the attached connection, nil while detached
+	subs     map[string]*csub
+	watching map[string]*watch // by bus room
+	expire   *time.Timer       // runs while detached
+	ackTimer *time.Timer
+	ackAt    time.Time // when ackTimer fires; zero when idle
+	ended    bool
+	inq      bool // on the catch-up queue
+	sreqs    map[string]chan *wire.Frame
+	nreqs    int // client requests in progress
+}
+
+// csub is one client subscription.
+type csub struct {
+	s          *session
+	id         string
+	quoted     []byte // id as a JSON string
+	pattern    string // as the client named it
+	exact      bool
+	volatile   bool
+	window     int
+	ackWait    time.Duration
+	maxDeliver int
+	rt         *route
+	streams    map[string]*stream // by bus topic
+	inflight   []*delivery        // in the order sent, so by n
+	nextN      uint64
+	starved    bool // a delivery waited for window room
+	ended      bool
+}
+
+// stream is one topic of a subscription: where delivery stands in it.
+type stream struct {
+	topic  string // bus name
+	epoch  uint64
+	next   uint64 // next seq to consider
+	known  uint64 // highest seq seen published while not synced
+	synced bool   // every message from next on arrives live from the route
+}
+
+// delivery is a message sent and not yet acknowledged.
+type delivery struct {
+	n       uint64
+	st      *stream
+	seq     uint64
+	tail    []byte
+	due     time.Time // when it is sent again
+	attempt int
+}
+
+func (b *Bridge) newSession(c *conn, id Identity) (*session, error) {
+	sid := newID()
+	m, err := b.bus.Member(sid)
+	if err != nil {
+		return nil, err
+	}
+	s := &session{
+		b: b, id: sid, ident: id, member: m, token: b.token(sid, id.ID),
+		subs: make(map[string]*csub),
+	}
+	b.mu.Lock()
+	b.sessions[sid] = s
+	b.mu.Unlock()
+	return s, nil
+}
+
+// attach makes c the session's connection. Caller holds s.mu.
+func (s *session) attach(c *conn) (old *conn) {
+	old = s.c
+	s.c = c
+	if s.expire != nil {
+		s.expire.Stop()
+		s.expire = nil
+	}
+	c.sess.Store(s)
+	return old
+}
+
+// detach runs when c has ended: the session waits for a resume.
+func (s *session) detach(c *conn) {
+	s.mu.Lock()
+	if s.c != c || s.ended {
+		s.mu.Unlock()
+		return
+	}
+	s.c = nil
+	for id, ch := range s.sreqs {
+		close(ch)
+		delete(s.sreqs, id)
+	}
+	if s.ackTimer != nil {
+		s.ackTimer.Stop()
+		s.ackAt = time.Time{}
+	}
+	window := s.b.cfg.resumeWindow
+	if window > 0 {
+		s.expire = time.AfterFunc(window, s.expired)
+	}
+	s.mu.Unlock()
+	if window == 0 {
+		s.end()
+	}
+}
+
+func (s *session) expired() {
+	s.mu.Lock()
+	stale := s.c == nil && !s.ended
+	s.mu.Unlock()
+	if stale {
+		s.end()
+	}
+}
+
+// end ends the session for good: its subscriptions end and its member
+// leaves every room.
+func (s *session) end() {
+	b := s.b
+	s.mu.Lock()
+	if s.ended {
+		s.mu.Unlock()
+		return
+	}
+	s.ended = true
+	subs := s.subs
+	s.subs = nil
+	watching := s.watching
+	s.watching = nil
+	if s.expire != nil {
+		s.expire.Stop()
+	}
+	if s.ackTimer != nil {
+		s.ackTimer.Stop()
+	}
+	for id, ch := range s.sreqs {
+		close(ch)
+		delete(s.sreqs, id)
+	}
+	s.mu.Unlock()
+	for _, cs := range subs {
+		cs.ended = true
+		b.release(cs)
+	}
+	for _, w := range watching {
+		b.unwatch(w, s)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	if err := s.member.Remove(ctx); err != nil && !errorsIsClosed(err) {
+		b.log.Warn("bridge: remove member", "session", s.id, "err", err)
+	}
+	cancel()
+	b.mu.Lock()
+	if b.sessions[s.id] == s {
+		delete(b.sessions, s.id)
+	}
+	b.mu.Unlock()
+	b.stats.sessionsEnded.Add(1)
+}
+
+// wantCatchup puts the session on the catch-up queue. Caller holds s.mu.
+func (s *session) wantCatchup() {
+	if !s.inq && !s.ended && s.c != nil {
+		s.inq = true
+		s.b.cq.push(s)
+	}
+}
+
+// stream returns the subscription's stream of topic, creating it at seq.
+func (cs *csub) stream(topic string, epoch, seq uint64) *stream {
+	st := cs.streams[topic]
+	if st == nil {
+		st = &stream{topic: topic, epoch: epoch, next: seq, synced: true}
+		if cs.streams == nil {
+			cs.streams = make(map[string]*stream, 1)
+		}
+		cs.streams[topic] = st
+	}
+	return st
+}
+
+// offer is the fan-out of one live message to one subscription. Caller
+// holds no lock. tail is the shared encoding of the message.
+func (s *session) offer(cs *csub, m *bus.Message[any], tail []byte) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ended || cs.ended {
+		return
+	}
+	seq := m.Seq()
+	if seq == 0 { // a volatile publish: now or never
+		if s.c != nil && m.Reaches(s.member) {
+			s.c.sendMsg(cs.quoted, 0, 1, tail)
+		}
+		return
+	}
+	pos := m.Position()
+	st := cs.stream(m.Topic(), pos.Epoch, seq)
+	if !st.synced {
+		if seq >= st.next && seq > st.known {
+			st.known = seq
+		}
+		s.wantCatchup()
+		return
+	}
+	if seq < st.next {
+		return // already delivered by catch-up
+	}
+	// Synced: every message between next and seq went to this
+	// subscription's route and did not reach this member.
+	st.next = seq
+	if !m.Reaches(s.member) {
+		st.next++
+		return
+	}
+	if cs.volatile {
+		if s.c != nil {
+			s.c.sendMsg(cs.quoted, 0, 1, tail)
+		}
+		st.next++
+		return
+	}
+	if s.c == nil || len(cs.inflight) >= cs.window || s.c.soft() {
+		// Held back: catch-up sends it from history when there is room.
+		st.synced, st.known = false, seq
+		if len(cs.inflight) >= cs.window {
+			cs.starved = true
+		} else {
+			s.wantCatchup()
+		}
+		return
+	}
+	s.deliver(cs, st, seq, tail, 1)
+	st.next++
+}
+
+// deliver sends an at-least-once delivery. Caller holds s.mu; s.c is set.
+func (s *session) deliver(cs *csub, st *stream, seq uint64, tail []byte, attempt int) {
+	cs.nextN++
+	d := &delivery{n: cs.nextN, st: st, seq: seq, tail: tail, attempt: attempt, due: time.Now().Add(cs.ackWait)}
+	cs.inflight = append(cs.inflight, d)
+	if s.c.sendMsg(cs.quoted, d.n, attempt, tail) {
+		s.armAck(d.due)
+	}
+}
+
+// armAck makes the ack timer fire by t. Caller holds s.mu.
+func (s *session) armAck(t time.Time) {
+	if !s.ackAt.IsZero() && !t.Before(s.ackAt) {
+		return
+	}
+	s.ackAt = t
+	d := max(time.Until(t), time.Millisecond)
+	if s.ackTimer == nil {
+		s.ackTimer = time.AfterFunc(d, s.ackDue)
+	} else {
+		s.ackTimer.Reset(d)
+	}
+}
+
+// ackDue sends again the deliveries whose ack wait (or nack delay) passed.
+func (s *session) ackDue() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.ackAt = time.Time{}
+	if s.ended || s.c == nil {
+		return
+	}
+	now := time.Now()
+	var next time.Time
+	for _, cs := range s.subs {
+		var due []*delivery
+		for _, d := range cs.inflight {
+			if !d.due.After(now) {
+				due = append(due, d)
+			} else if next.IsZero() || d.due.Before(next) {
+				next = d.due
+			}
+		}
+		if len(due) == 0 {
+			continue
+		}
+		cs.inflight = slices.DeleteFunc(cs.inflight, func(d *delivery) bool { return !d.due.After(now) })
+		for _, d := range due {
+			if cs.maxDeliver > 0 && d.attempt >= cs.maxDeliver {
+				s.b.log.Warn("bridge: delivery given up", "session", s.id, "sub", cs.id, "topic", d.st.topic, "seq", d.seq, "attempts", d.attempt)
+				continue
+			}
+			s.deliver(cs, d.st, d.seq, d.tail, d.attempt+1)
+		}
+		if cs.starved && len(cs.inflight) < cs.window {
+			cs.starved = false
+			s.wantCatchup()
+		}
+	}
+	if !next.IsZero() {
+		s.armAck(next)
+	}
+}
+
+// ack settles deliveries: one (n), or every one up to upto.
+func (s *session) ack(cs *csub, n, upto uint64) {
+	if upto > 0 {
+		i := 0
+		for i < len(cs.inflight) && cs.inflight[i].n <= upto {
+			i++
+		}
+		if i > 0 {
+			clear(cs.inflight[:i])
+			cs.inflight = cs.inflight[i:]
+		}
+	}
+	if n > 0 {
+		if i, ok := slices.BinarySearchFunc(cs.inflight, n, func(d *delivery, n uint64) int { return cmpU64(d.n, n) }); ok {
+			cs.inflight = slices.Delete(cs.inflight, i, i+1)
+		}
+	}
+	if len(cs.inflight) == 0 {
+		cs.inflight = nil
+	}
+	if cs.starved && len(cs.inflight) < cs.window {
+		cs.starved = false
+		s.wantCatchup()
+	}
+}
+
+// nack schedules delivery n to be sent again after delay.
+func (s *session) nack(cs *csub, n uint64, delay time.Duration) {
+	i, ok := slices.BinarySearchFunc(cs.inflight, n, func(d *delivery, n uint64) int { return cmpU64(d.n, n) })
+	if !ok {
+		return
+	}
+	d := cs.inflight[i]
+	d.due = time.Now().Add(delay)
+	s.armAck(d.due)
+}
+
+func cmpU64(a, b uint64) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
+
+// resend sends again, in order, every delivery not acknowledged when the
+// session's previous connection ended. Caller holds s.mu; s.c is the new
+// connection.
+func (s *session) resend() {
+	for _, cs := range s.subs {
+		if cs.volatile || len(cs.inflight) == 0 {
+			continue
+		}
+		old := cs.inflight
+		cs.inflight = nil
+		slices.SortStableFunc(old, func(a, b *delivery) int { return cmpU64(a.seq, b.seq) })
+		for _, d := range old {
+			s.deliver(cs, d.st, d.seq, d.tail, d.attempt+1)
+		}
+	}
+}
