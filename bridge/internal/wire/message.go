@@ -74,7 +74,7 @@ func MessageTail(topic string, epoch, seq uint64, rooms []string, headers map[st
 	}
 	if json.Valid(data) {
 		dst = append(dst, `,"data":`...)
-		dst = append(dst, compact(data)...)
+		dst = append(dst, data...)
 	} else {
 		dst = append(dst, `,"data64":"`...)
 		dst = base64.StdEncoding.AppendEncode(dst, data)
