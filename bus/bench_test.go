@@ -260,3 +260,35 @@ func TestPublishAllocations(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkMatchScaling publishes to a topic with one subscriber while
+// n other subscriptions (exact and wildcard, on other topics) exist: the
+// trie and the per-topic match cache keep the cost flat in n.
+func BenchmarkMatchScaling(b *testing.B) {
+	for _, n := range []int{0, 1000, 10000} {
+		b.Run(fmt.Sprintf("others=%d", n), func(b *testing.B) {
+			bs, err := bus.New()
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer bs.Close()
+			nop := func(context.Context, bus.Message[any]) error { return nil }
+			for i := range n {
+				p := fmt.Sprintf("other.%d.x", i)
+				if i%10 == 0 {
+					p = fmt.Sprintf("other.*.y%d", i)
+				}
+				if _, err := bs.Subscribe(p, nop, bus.Volatile()); err != nil {
+					b.Fatal(err)
+				}
+			}
+			tp, _ := bus.NewTopic[event](bs, "target.topic")
+			tp.Subscribe(func(context.Context, bus.Message[event]) error { return nil }, bus.Volatile())
+			ctx := context.Background()
+			b.ReportAllocs()
+			for b.Loop() {
+				tp.Publish(ctx, event{ID: 1}, bus.Volatile())
+			}
+		})
+	}
+}
