@@ -218,3 +218,30 @@ func TestDurableStartsWhereOptionSays(t *testing.T) {
 		t.Fatalf("resumed durable got %s, want [2] (its saved position wins over StartFirst)", got)
 	}
 }
+
+func TestDeleteDurable(t *testing.T) {
+	b := newBus(t)
+	tp := newTopic[int](t, b, "dd", bus.History(2, 0))
+	ch, sub := collect(t, tp, 10, bus.Durable("d"))
+	publish(t, tp, 1)
+	recv(t, ch)
+	sub.Unsubscribe()
+	<-sub.Done()
+	for i := 2; i <= 5; i++ {
+		publish(t, tp, i) // 2 and 3 fall out of the history
+	}
+	if _, err := tp.Subscribe(func(context.Context, bus.Message[int]) error { return nil }, bus.Durable("d")); !errors.Is(err, bus.ErrNotCovered) {
+		t.Fatalf("durable whose next message was trimmed: %v, want ErrNotCovered", err)
+	}
+	ctx := context.Background()
+	if err := b.DeleteDurable(ctx, "dd", "d"); err != nil {
+		t.Fatal(err)
+	}
+	ch, _ = collect(t, tp, 10, bus.Durable("d"), bus.StartFirst())
+	if got := take(t, ch, 2); got != "[4 5]" {
+		t.Fatalf("durable after DeleteDurable got %s, want [4 5]", got)
+	}
+	if err := b.DeleteDurable(ctx, "dd", "d"); !errors.Is(err, bus.ErrDurableActive) {
+		t.Fatalf("DeleteDurable of a live durable: %v, want ErrDurableActive", err)
+	}
+}

@@ -101,3 +101,23 @@ func (b *Bus) Read(ctx context.Context, topic string, from uint64, limit int) ([
 	}
 	return out, nil
 }
+
+// DeleteDurable forgets the durable consumer name on topic: its position
+// and unacknowledged set. The next subscription with the name starts where
+// its Start option says. A durable in use is [ErrDurableActive]; an unknown
+// one is not an error.
+func (b *Bus) DeleteDurable(ctx context.Context, topic, name string) error {
+	if b.closed() {
+		return ErrClosed
+	}
+	b.mu.RLock()
+	active := b.durables[[2]string{topic, name}] != nil
+	b.mu.RUnlock()
+	if active {
+		return fmt.Errorf("%w: %q on %q", ErrDurableActive, name, topic)
+	}
+	if err := b.store.DeleteConsumer(ctx, topic, name); err != nil {
+		return fmt.Errorf("bus: delete durable %q on %q: %w", name, topic, err)
+	}
+	return nil
+}
