@@ -161,28 +161,28 @@ func badgerOptions(dir string, cfg *config) badger.Options {
 // has begun return bus.ErrClosed; calls already running finish first. Close
 // may be called more than once; later calls return nil.
 func (s *Store) Close() error {
-	err := bus.ErrClosed
-	s.closeOnce.Do(func() {
-		s.gate.Lock()
-		s.closed = true
-		s.gate.Unlock()
-		s.inflight.Wait()
-		close(s.stopBG)
-		s.bgWG.Wait()
-		close(s.stopW)
-		s.wWG.Wait()
-		err = s.db.Close()
-		if merr := s.marker.Close(); err == nil {
-			err = merr
-		}
-		if err != nil {
-			err = fmt.Errorf("persist: close: %w", err)
-		}
-	})
-	if err == bus.ErrClosed {
-		return nil
-	}
+	var err error
+	s.closeOnce.Do(func() { err = s.close() })
 	return err
+}
+
+func (s *Store) close() error {
+	s.gate.Lock()
+	s.closed = true
+	s.gate.Unlock()
+	s.inflight.Wait() // calls that began before finish, their appends flushed
+	close(s.stopBG)
+	s.bgWG.Wait()
+	close(s.stopW) // nothing can queue an op any more
+	s.wWG.Wait()
+	err := s.db.Close()
+	if merr := s.marker.Close(); err == nil {
+		err = merr // releases the directory lock
+	}
+	if err != nil {
+		return fmt.Errorf("persist: close: %w", err)
+	}
+	return nil
 }
 
 // begin registers an operation; it reports false after Close has begun.

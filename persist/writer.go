@@ -179,9 +179,9 @@ func (w *writer) run() {
 	}
 }
 
-// commit writes w.batch in one transaction, or the longest prefix of it
-// that fits one (the rest is carried to the next batch), and answers its
-// callers.
+// commit writes w.batch in one transaction, or, if Badger finds it too
+// big, the first half (and so on; the rest is carried to the next batch),
+// syncs unless buffered, and answers the callers it wrote for.
 func (w *writer) commit() {
 	s := w.s
 	ops := w.batch
