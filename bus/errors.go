@@ -7,7 +7,7 @@ import (
 
 var (
 	// ErrClosed is returned by every operation of a [Bus] after Close or
-	// Shutdown has begun, and by a [MemoryStore] after Close.
+	// Shutdown has begun, and (wrapped) by every [Store] after its Close.
 	ErrClosed = errors.New("bus: closed")
 
 	// ErrInvalidTopic is returned when a topic name or subscription pattern

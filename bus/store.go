@@ -55,6 +55,8 @@ type ConsumerState struct {
 // Implementations must be safe for concurrent use. Methods take a context
 // that bounds how long they may wait; cancelling it makes them return
 // ctx.Err() without having changed anything they did not report as done.
+// After the store is closed, every method returns an error wrapping
+// [ErrClosed].
 type Store interface {
 	// Topic returns the state of topic, creating an empty one (with a new
 	// epoch) on first use.
@@ -66,10 +68,14 @@ type Store interface {
 	// Read appends to buf the records of topic with Seq >= from, in order, at
 	// most limit of them, and returns the extended slice. If from is below
 	// the first record still held, it returns [ErrNotCovered]. Reading past
-	// the last record returns buf unchanged.
+	// the last record returns buf unchanged. A count limit on retention
+	// applies at once: a record past it is not returned, even if its
+	// removal from disk comes later.
 	Read(ctx context.Context, topic string, from uint64, limit int, buf []Record) ([]Record, error)
 	// SeqAt returns the sequence number of the first record of topic
-	// published at or after t, or Last+1 when there is none.
+	// published at or after t, or Last+1 when there is none. Record times
+	// rise with sequence numbers (the bus appends them so), which lets a
+	// store search rather than scan.
 	SeqAt(ctx context.Context, topic string, t time.Time) (uint64, error)
 	// Consumer returns the saved state of the durable consumer name on
 	// topic; ok is false when none was saved.
