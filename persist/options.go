@@ -42,6 +42,7 @@ type config struct {
 	rules          []rule // per-prefix overrides
 	retentionEvery time.Duration
 	gcEvery        time.Duration
+	onCommit       func(CommitInfo)
 }
 
 type rule struct {
@@ -194,3 +195,23 @@ func (o retentionInterval) apply(c *config) { c.retentionEvery = time.Duration(o
 // RetentionInterval sets how often the background pass deletes records past
 // their topic's limits. Default 10 seconds.
 func RetentionInterval(d time.Duration) Option { return retentionInterval(d) }
+
+// CommitInfo describes one committed batch, for [OnCommit].
+type CommitInfo struct {
+	// Ops is the number of changes committed together: appends and
+	// consumer positions.
+	Ops int
+	// Bytes is about how many bytes the batch wrote.
+	Bytes int64
+	// Duration is how long the commit took, fsync included when synced.
+	Duration time.Duration
+}
+
+type onCommitOption struct{ f func(CommitInfo) }
+
+func (o onCommitOption) apply(c *config) { c.onCommit = o.f }
+
+// OnCommit calls f after every committed batch, on the store's writer
+// goroutine: f must return quickly (update a metric, no I/O). Package
+// observe uses it for its batch-size and commit-latency histograms.
+func OnCommit(f func(CommitInfo)) Option { return onCommitOption{f} }

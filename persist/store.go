@@ -49,8 +49,9 @@ type Store struct {
 	w      writer    // the writer goroutine's own state
 	opPool sync.Pool // of *op
 
-	// batches counts committed batches (for tests of group commit).
-	batches atomic.Uint64
+	// batches counts committed batches; committed the changes in them.
+	batches   atomic.Uint64
+	committed atomic.Uint64
 
 	// failNext and failSync, when set by a test, make the writer fail the
 	// next batch's commit or sync with the error they return.
@@ -586,4 +587,25 @@ func (s *Store) do(ctx context.Context, o *op) error {
 		<-o.done
 		return nil
 	}
+}
+
+// Stats is a snapshot of a store's counters.
+type Stats struct {
+	Batches  uint64 // committed batches
+	Ops      uint64 // changes committed in them: appends and consumer positions
+	LSMBytes int64  // Badger's index and small values on disk
+	LogBytes int64  // Badger's value log on disk
+	Failed   bool   // a sync failed: the store refuses writes until reopened
+}
+
+// Stats returns a snapshot of the store's counters. It is safe for
+// concurrent use and cheap: the disk sizes are Badger's own estimates,
+// refreshed periodically.
+func (s *Store) Stats() Stats {
+	st := Stats{Batches: s.batches.Load(), Ops: s.committed.Load(), Failed: s.failed.Load() != nil}
+	if s.begin() {
+		defer s.end()
+		st.LSMBytes, st.LogBytes = s.db.Size()
+	}
+	return st
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 
@@ -170,5 +171,42 @@ func TestUseAfterClose(t *testing.T) {
 		if err := call(); !errors.Is(err, bus.ErrClosed) {
 			t.Errorf("%s after Close: %v, want ErrClosed", name, err)
 		}
+	}
+}
+
+func TestStatsAndOnCommit(t *testing.T) {
+	var mu sync.Mutex
+	var infos []persist.CommitInfo
+	st, err := persist.Open(t.TempDir(), persist.OnCommit(func(ci persist.CommitInfo) {
+		mu.Lock()
+		infos = append(infos, ci)
+		mu.Unlock()
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	ctx := context.Background()
+	before := st.Stats()
+	for i := range 5 {
+		if _, err := st.Append(ctx, "s", bus.Record{Time: time.Now(), Data: []byte{byte(i)}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	after := st.Stats()
+	mu.Lock()
+	defer mu.Unlock()
+	var ops int
+	for _, ci := range infos {
+		ops += ci.Ops
+		if ci.Duration <= 0 || ci.Bytes <= 0 {
+			t.Fatalf("commit info %+v: want a duration and a size", ci)
+		}
+	}
+	if got := after.Ops - before.Ops; got != 5 || uint64(ops) < 5 {
+		t.Fatalf("Stats counted %d ops, OnCommit %d; want 5 appends", got, ops)
+	}
+	if after.Batches-before.Batches != 5 || after.Failed {
+		t.Fatalf("stats = %+v, want 5 more batches for 5 sequential appends, not failed", after)
 	}
 }

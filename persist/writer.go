@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"sync/atomic"
+	"time"
 
 	"github.com/dgraph-io/badger/v4"
 
@@ -186,6 +187,7 @@ func (w *writer) commit() {
 	s := w.s
 	ops := w.batch
 	n := len(ops)
+	start := time.Now()
 	var err error
 	if p := s.failed.Load(); p != nil {
 		err = fmt.Errorf("store failed: %w", *p) // nothing more reaches the disk
@@ -214,8 +216,16 @@ func (w *writer) commit() {
 			s.cfg.logger.Error("persist: sync failed; the store refuses writes until reopened", "err", serr)
 		}
 	}
+	if err == nil && s.cfg.onCommit != nil {
+		var bytes int64
+		for _, o := range ops {
+			bytes += o.estimate()
+		}
+		s.cfg.onCommit(CommitInfo{Ops: len(ops), Bytes: bytes, Duration: time.Since(start)})
+	}
 	if err == nil {
 		s.batches.Add(1)
+		s.committed.Add(uint64(len(ops)))
 		s.mu.Lock()
 		for _, tw := range w.order {
 			if tw.dirty {
