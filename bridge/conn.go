@@ -29,6 +29,7 @@ type conn struct {
 	hello *time.Timer
 	done  chan struct{} // closed when the connection has ended
 	sess  atomic.Pointer[session]
+	acks  atomic.Int64 // deliveries sent and not yet answered by an ack or nack
 
 	outMu       sync.Mutex
 	buf         *[]byte // frames waiting: '[' then frames separated by ','
@@ -209,6 +210,9 @@ func (c *conn) sendMsg(quotedSub []byte, n uint64, attempt int, tail []byte) boo
 	}
 	*c.buf = wire.AppendMessageHead(*c.buf, quotedSub, n, attempt)
 	*c.buf = append(*c.buf, tail...)
+	if n != 0 {
+		c.acks.Add(1)
+	}
 	return c.commit()
 }
 

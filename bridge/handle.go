@@ -43,15 +43,26 @@ func (b *Bridge) onMessage(ms *melody.Session, msg []byte) {
 		if c.isKilled() {
 			return
 		}
-		if !c.lim.Allow() {
-			c.fail(wire.PeekID(raw), wire.CodeRateLimited, fmt.Sprintf("more than %g frames per second", b.cfg.rate))
-			continue
-		}
 		if len(raw) > b.cfg.frameLimit {
-			c.fail(wire.PeekID(raw), wire.CodeTooLarge, fmt.Sprintf("frame of %d bytes, limit %d", len(raw), b.cfg.frameLimit))
+			if c.lim.Allow() {
+				c.fail(wire.PeekID(raw), wire.CodeTooLarge, fmt.Sprintf("frame of %d bytes, limit %d", len(raw), b.cfg.frameLimit))
+			} else {
+				c.fail(wire.PeekID(raw), wire.CodeRateLimited, fmt.Sprintf("more than %g frames per second", b.cfg.rate))
+			}
 			continue
 		}
 		f, err := wire.Parse(raw)
+		// Acks and nacks answer deliveries: as many as were sent pass
+		// without spending the frame rate.
+		free := err == nil && (f.Op == wire.OpAck || f.Op == wire.OpNack) && c.acks.Add(-1) >= 0
+		if !free && !c.lim.Allow() {
+			id := f.ID
+			if err != nil {
+				id = wire.PeekID(raw)
+			}
+			c.fail(id, wire.CodeRateLimited, fmt.Sprintf("more than %g frames per second", b.cfg.rate))
+			continue
+		}
 		if err != nil {
 			var we *wire.Error
 			if errors.As(err, &we) {

@@ -640,7 +640,12 @@ export class Client {
     this._beatTimer = setInterval(() => this._beat(), Math.max(250, Math.floor(this.heartbeat / 2)));
     this._setState('online');
 
-    // Bring the session in line with the client.
+    // Bring the session in line with the client: rooms first (a host may
+    // let only members read a room's topics), then subscriptions.
+    const rooms = [...this._rooms].filter((r) => !(resumed && (f.rooms || []).includes(r)));
+    if (rooms.length) {
+      this._callFrame({ op: 'join', rooms }, { resend: true, now: true }).catch((e) => this._emit('error', e));
+    }
     const server = new Map();
     if (resumed) for (const s of f.subs || []) server.set(s.sub, s.recovered !== false);
     const waits = [];
@@ -666,10 +671,6 @@ export class Client {
     }
     for (const id of server.keys()) {
       if (!this._subs.has(id)) this._callFrame({ op: 'unsubscribe', sub: id }, { now: true }).catch(noop);
-    }
-    const rooms = [...this._rooms].filter((r) => !(resumed && (f.rooms || []).includes(r)));
-    if (rooms.length) {
-      this._callFrame({ op: 'join', rooms }, { resend: true, now: true }).catch((e) => this._emit('error', e));
     }
     for (const w of this._watches.values()) {
       this._sendWatch(w, true).catch(noop);

@@ -1,0 +1,125 @@
+package bridge_test
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"runtime/pprof"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/courierbus/courier/bridge"
+	"github.com/courierbus/courier/bridge/client"
+	"github.com/courierbus/courier/bus"
+)
+
+// TestRecoveryUnderCuts cuts the client's connection at random at least
+// 200 times while 10,000 messages flow; the handler must see each message
+// exactly once, in order.
+func TestRecoveryUnderCuts(t *testing.T) {
+	const total, minCuts = 10000, 200
+	e := newEnv(t, []bus.Option{bus.History(total+1, 0)}, bridge.Expose("load.>", bridge.Subscribe, bridge.Publish))
+	p := newProxy(t, strings.TrimPrefix(e.srv.URL, "http://"))
+	var connects, resumes atomic.Int64
+	c, err := client.Dial(ctxT(t), p.url(e.url),
+		client.WithBackoff(2*time.Millisecond, 20*time.Millisecond),
+		client.OnEvent(func(ev client.Event) {
+			if ev.Type == client.Connected {
+				connects.Add(1)
+				if ev.Resumed {
+					resumes.Add(1)
+				}
+				for sub, ok := range ev.Recovered {
+					if !ok {
+						t.Errorf("subscription %s not recovered", sub)
+					}
+				}
+			}
+			if ev.Type == client.Stopped || ev.Type == client.ServerError {
+				t.Errorf("event %v: %v", ev.Type, ev.Err)
+			}
+			if ev.Type == client.Resync {
+				t.Errorf("resync: %+v", ev)
+			}
+		}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+
+	var mu sync.Mutex
+	var seqs []uint64
+	all := make(chan struct{})
+	_, err = c.Subscribe(ctxT(t), "load.x", func(_ context.Context, m *client.Message) error {
+		mu.Lock()
+		seqs = append(seqs, m.Seq)
+		n := len(seqs)
+		mu.Unlock()
+		if n == total {
+			close(all)
+		}
+		return nil
+	}, client.MaxInflight(64))
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// Publish in bursts while a cutter cuts at random.
+	var wg sync.WaitGroup
+	published := make(chan struct{})
+	wg.Add(2)
+	go func() {
+		defer wg.Done()
+		defer close(published)
+		for i := 1; i <= total; i++ {
+			if _, err := e.bus.PublishRaw(context.Background(), "load.x", []byte(fmt.Sprint(i))); err != nil {
+				t.Errorf("publish %d: %v", i, err)
+				return
+			}
+			if i%25 == 0 {
+				time.Sleep(time.Millisecond)
+			}
+		}
+	}()
+	go func() {
+		defer wg.Done()
+		deadline := time.After(50 * time.Second)
+		for {
+			select {
+			case <-all:
+				if p.cuts >= minCuts {
+					return
+				}
+			case <-deadline:
+				return
+			default:
+			}
+			time.Sleep(time.Duration(1+rand.IntN(15)) * time.Millisecond)
+			p.cut()
+		}
+	}()
+	wg.Wait()
+	select {
+	case <-all:
+	case <-time.After(20 * time.Second):
+		pprof.Lookup("goroutine").WriteTo(os.Stderr, 1)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if p.cuts < minCuts {
+		t.Errorf("only %d cuts", p.cuts)
+	}
+	if len(seqs) != total {
+		t.Fatalf("handled %d messages, want %d", len(seqs), total)
+	}
+	for i, s := range seqs {
+		if s != uint64(i+1) {
+			t.Fatalf("message %d has seq %d: not exactly once in order", i, s)
+		}
+	}
+	t.Logf("%d cuts, %d connects, %d resumed, server stats %+v", p.cuts, connects.Load(), resumes.Load(), e.br.Stats())
+}
