@@ -87,16 +87,19 @@ func New(opts ...Option) (*Bus, error) {
 func (b *Bus) Close() error {
 	b.closeOnce.Do(func() {
 		b.closing.Store(true)
-		b.cancel()
 		b.mu.Lock()
 		subs := make([]*Subscription, 0, len(b.subs))
 		for s := range b.subs {
 			subs = append(subs, s)
 		}
 		b.mu.Unlock()
+		// End the subscriptions before cancelling the bus's context: a
+		// worker that sees its context end must also see that it is
+		// stopped, or it would go on to the next message of its batch.
 		for _, s := range subs {
 			s.end(nil)
 		}
+		b.cancel()
 		b.mu.Lock()
 		eps := b.endpoints
 		b.endpoints = map[string]*endpointSet{}

@@ -64,6 +64,8 @@ func TestBusOnBadger(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer st.Close()
+	cs, _, _ := st.Consumer(ctx, "notes", "reader")
+	t.Logf("consumer state after restart: %+v", cs)
 	b, err = bus.New(bus.WithStore(st), bus.History(4, 0))
 	if err != nil {
 		t.Fatal(err)

@@ -118,3 +118,33 @@ func syncDir(dir string) error {
 	}
 	return err
 }
+
+// dropEmptyMemtables removes the zero-byte memtable logs (*.mem) that a
+// crash between creating one and its first write leaves behind. Badger
+// refuses to open a directory holding one (its Open fails with "Create a
+// new file"; badger issue 2207), though such a file holds nothing: removing
+// it loses no record.
+func dropEmptyMemtables(dir string) error {
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return err
+	}
+	for _, e := range ents {
+		if e.IsDir() || filepath.Ext(e.Name()) != ".mem" {
+			continue
+		}
+		fi, err := e.Info()
+		if err != nil {
+			if errors.Is(err, fs.ErrNotExist) {
+				continue
+			}
+			return err
+		}
+		if fi.Size() == 0 {
+			if err := os.Remove(filepath.Join(dir, e.Name())); err != nil && !errors.Is(err, fs.ErrNotExist) {
+				return err
+			}
+		}
+	}
+	return nil
+}

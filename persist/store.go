@@ -106,6 +106,10 @@ func Open(dir string, opts ...Option) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("persist: open %s: %w", dir, err)
 	}
+	if err := dropEmptyMemtables(dir); err != nil {
+		marker.Close()
+		return nil, fmt.Errorf("persist: open %s: %w", dir, err)
+	}
 	db, err := badger.Open(badgerOptions(dir, &cfg))
 	if err != nil {
 		marker.Close()
