@@ -169,6 +169,12 @@ func (c *conn) killLocked(code int, reason string) {
 	}()
 }
 
+func (c *conn) isWriting() bool {
+	c.outMu.Lock()
+	defer c.outMu.Unlock()
+	return c.writing != nil
+}
+
 func (c *conn) isKilled() bool {
 	c.outMu.Lock()
 	defer c.outMu.Unlock()
@@ -317,7 +323,7 @@ func (b *Bridge) onError(ms *melody.Session, err error) {
 	if c == nil {
 		return
 	}
-	var ne *net.OpError
+	var ne net.Error
 	switch {
 	case errors.Is(err, melody.ErrMessageBufferFull):
 		// melody would drop the frame silently: close the connection
@@ -325,7 +331,9 @@ func (b *Bridge) onError(ms *melody.Session, err error) {
 		b.stats.slow.Add(1)
 		b.log.Info("bridge: melody buffer full, disconnecting", "err", err)
 		c.kill(wire.CloseSlow, "slow")
-	case errors.As(err, &ne) && ne.Op == "write" && ne.Timeout():
+	case errors.As(err, &ne) && ne.Timeout() && c.isWriting():
+		// gorilla hides whether it was the read or the write that timed
+		// out; a batch in flight that did not go out is a slow client.
 		b.stats.slow.Add(1)
 		b.log.Info("bridge: write timed out, slow client disconnected")
 		c.kill(wire.CloseSlow, "slow")
