@@ -37,15 +37,24 @@ func newEnv(t testing.TB, busOpts []bus.Option, opts ...bridge.Option) *env {
 		b.Close()
 		t.Fatal(err)
 	}
-	mux := http.NewServeMux()
-	mux.Handle("/bus/", br)
-	srv := httptest.NewUnstartedServer(mux)
-	srv.Config.ReadHeaderTimeout = 5 * time.Second
-	srv.Config.IdleTimeout = 30 * time.Second
-	srv.Start()
+	srv := newServer(br)
 	e := &env{t: t, bus: b, br: br, srv: srv, url: "ws" + strings.TrimPrefix(srv.URL, "http") + "/bus/"}
 	t.Cleanup(e.close)
 	return e
+}
+
+// newServer mounts h at /bus/ on a server on 127.0.0.1 with the timeouts
+// a host must set (the bridge sets its own per-frame write timeout).
+func newServer(h http.Handler) *httptest.Server {
+	mux := http.NewServeMux()
+	mux.Handle("/bus/", h)
+	srv := httptest.NewUnstartedServer(mux)
+	srv.Config.ReadHeaderTimeout = 5 * time.Second
+	srv.Config.ReadTimeout = 10 * time.Second
+	srv.Config.WriteTimeout = 10 * time.Second
+	srv.Config.IdleTimeout = 30 * time.Second
+	srv.Start()
+	return srv
 }
 
 func (e *env) close() {
