@@ -119,18 +119,19 @@ func syncDir(dir string) error {
 	return err
 }
 
-// dropEmptyMemtables removes the zero-byte memtable logs (*.mem) that a
-// crash between creating one and its first write leaves behind. Badger
-// refuses to open a directory holding one (its Open fails with "Create a
-// new file"; badger issue 2207), though such a file holds nothing: removing
-// it loses no record.
-func dropEmptyMemtables(dir string) error {
+// dropEmptyLogs removes the zero-byte memtable logs (*.mem) and value logs
+// (*.vlog) that a crash between creating one and its first write leaves
+// behind. Badger refuses to open a directory holding one (its Open fails
+// with "Create a new file"; badger issue 2207), though such a file holds
+// nothing: a cleanly closed value log keeps at least its header, and no key
+// can point into a file nothing was written to. Removing it loses no record.
+func dropEmptyLogs(dir string) error {
 	ents, err := os.ReadDir(dir)
 	if err != nil {
 		return err
 	}
 	for _, e := range ents {
-		if e.IsDir() || filepath.Ext(e.Name()) != ".mem" {
+		if ext := filepath.Ext(e.Name()); e.IsDir() || ext != ".mem" && ext != ".vlog" {
 			continue
 		}
 		fi, err := e.Info()

@@ -106,7 +106,7 @@ func Open(dir string, opts ...Option) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("persist: open %s: %w", dir, err)
 	}
-	if err := dropEmptyMemtables(dir); err != nil {
+	if err := dropEmptyLogs(dir); err != nil {
 		marker.Close()
 		return nil, fmt.Errorf("persist: open %s: %w", dir, err)
 	}

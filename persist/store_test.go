@@ -211,30 +211,38 @@ func TestStatsAndOnCommit(t *testing.T) {
 	}
 }
 
-// TestOpenAfterCrashLeftEmptyMemtable: a crash between Badger creating a
-// memtable log and writing to it leaves a zero-byte .mem file, which Badger
-// alone refuses to open. The store opens and keeps its records.
-func TestOpenAfterCrashLeftEmptyMemtable(t *testing.T) {
-	dir := t.TempDir()
-	ctx := context.Background()
-	st, err := persist.Open(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := st.Append(ctx, "t", bus.Record{Time: time.Now(), Data: []byte("kept")}); err != nil {
-		t.Fatal(err)
-	}
-	st.Close()
-	if err := os.WriteFile(filepath.Join(dir, "00099.mem"), nil, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	st, err = persist.Open(dir)
-	if err != nil {
-		t.Fatalf("Open with an empty memtable log left by a crash: %v", err)
-	}
-	defer st.Close()
-	recs, err := st.Read(ctx, "t", 1, 10, nil)
-	if err != nil || len(recs) != 1 || string(recs[0].Data) != "kept" {
-		t.Fatalf("after reopen: %d records, %v", len(recs), err)
+// TestOpenAfterCrashLeftEmptyLog: a crash between Badger creating a
+// memtable log or a value log and writing to it leaves a zero-byte file,
+// which Badger alone refuses to open. The store opens and keeps its
+// records, and goes on writing.
+func TestOpenAfterCrashLeftEmptyLog(t *testing.T) {
+	for _, name := range []string{"00099.mem", "000099.vlog"} {
+		t.Run(name, func(t *testing.T) {
+			dir := t.TempDir()
+			ctx := context.Background()
+			st, err := persist.Open(dir)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := st.Append(ctx, "t", bus.Record{Time: time.Now(), Data: []byte("kept")}); err != nil {
+				t.Fatal(err)
+			}
+			st.Close()
+			if err := os.WriteFile(filepath.Join(dir, name), nil, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			st, err = persist.Open(dir)
+			if err != nil {
+				t.Fatalf("Open with an empty log left by a crash: %v", err)
+			}
+			defer st.Close()
+			if _, err := st.Append(ctx, "t", bus.Record{Time: time.Now(), Data: []byte("more")}); err != nil {
+				t.Fatal(err)
+			}
+			recs, err := st.Read(ctx, "t", 1, 10, nil)
+			if err != nil || len(recs) != 2 || string(recs[0].Data) != "kept" {
+				t.Fatalf("after reopen: %d records, %v", len(recs), err)
+			}
+		})
 	}
 }
