@@ -107,7 +107,11 @@ func New(b *bus.Bus, opts ...Option) (*Bridge, error) {
 	br.writePl.New = func() any { b := make([]byte, 0, 2048); return &b }
 	br.m = br.newMelody()
 	br.cq.init()
-	br.wg.Add(cfg.catchupWorkers)
+	br.wg.Add(cfg.catchupWorkers + 1)
+	go func() {
+		defer br.wg.Done()
+		br.pollLoop()
+	}()
 	for range cfg.catchupWorkers {
 		go func() {
 			defer br.wg.Done()

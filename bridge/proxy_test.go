@@ -6,6 +6,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 )
 
 // proxy is a TCP proxy on 127.0.0.1 in front of a server, which can cut
@@ -90,4 +91,25 @@ func (p *proxy) close() {
 	p.ln.Close()
 	p.cut()
 	p.wg.Wait()
+}
+
+// newProxyAt is newProxy listening on a given address (to bring a proxy
+// back at the address clients know).
+func newProxyAt(t testing.TB, addr, to string) *proxy {
+	var ln net.Listener
+	var err error
+	for range 100 {
+		if ln, err = net.Listen("tcp", addr); err == nil {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &proxy{t: t, ln: ln, to: to, pairs: make(map[net.Conn]net.Conn)}
+	p.wg.Add(1)
+	go p.accept()
+	t.Cleanup(p.close)
+	return p
 }

@@ -139,9 +139,10 @@ func Dial(ctx context.Context, url string, opts ...Option) (*Client, error) {
 		defer c.wg.Done()
 		c.events.run()
 	}()
+	c.start(l, w, rest, true)
 	go func() {
 		defer c.wg.Done()
-		c.run(l, w, rest)
+		c.run(l)
 		c.events.close()
 	}()
 	return c, nil
@@ -171,7 +172,7 @@ func (c *Client) Close() error {
 	if l != nil {
 		if f, err := wire.Encode(&wire.Frame{Op: wire.OpBye}); err == nil {
 			l.send(f)
-			l.flushThenClose(time.Second)
+			l.closeAfterQueue(time.Second)
 		}
 	}
 	c.cancel()
@@ -210,20 +211,17 @@ func (l *link) send(frame []byte) bool {
 	}
 }
 
-// flushThenClose gives the writer up to d to send what is queued, then
-// sends a close frame and ends the link.
-func (l *link) flushThenClose(d time.Duration) {
-	deadline := time.Now().Add(d)
-	for len(l.out) > 0 && time.Now().Before(deadline) {
-		select {
-		case <-l.done:
-			return
-		case <-time.After(5 * time.Millisecond):
-		}
-	}
-	l.ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseNormalClosure, "bye"), deadline)
-	t := time.NewTimer(time.Until(deadline) + 100*time.Millisecond)
+// closeAfterQueue has the writer send what is queued and then a close
+// frame; it waits up to d for the server to close the connection.
+func (l *link) closeAfterQueue(d time.Duration) {
+	t := time.NewTimer(d)
 	defer t.Stop()
+	select {
+	case l.out <- nil: // the writer's cue to close
+	case <-l.done:
+		return
+	case <-t.C:
+	}
 	select {
 	case <-l.done:
 	case <-t.C:
@@ -308,11 +306,8 @@ func decode(msg []byte) ([]wire.Frame, error) {
 
 // run is the client's supervisor: it serves one link at a time and
 // reconnects when it drops.
-func (c *Client) run(l *link, w *wire.Frame, rest []wire.Frame) {
-	first := true
+func (c *Client) run(l *link) {
 	for {
-		c.start(l, w, rest, first)
-		first = false
 		select {
 		case <-l.done:
 		case <-c.ctx.Done():
@@ -332,10 +327,12 @@ func (c *Client) run(l *link, w *wire.Frame, rest []wire.Frame) {
 			<-c.ctx.Done()
 			return
 		}
-		var ok bool
-		if l, w, rest, ok = c.reconnect(); !ok {
+		l2, w, rest, ok := c.reconnect()
+		if !ok {
 			return
 		}
+		l = l2
+		c.start(l, w, rest, false)
 	}
 }
 
@@ -487,6 +484,11 @@ func (c *Client) writeLoop(l *link) {
 		var frame []byte
 		select {
 		case frame = <-l.out:
+			if frame == nil {
+				l.ws.WriteControl(websocket.CloseMessage,
+					websocket.FormatCloseMessage(websocket.CloseNormalClosure, "bye"), time.Now().Add(time.Second))
+				return
+			}
 		case <-t.C:
 			if !sent {
 				frame, _ = wire.Encode(&wire.Frame{Op: wire.OpPing})
@@ -500,11 +502,15 @@ func (c *Client) writeLoop(l *link) {
 		}
 		batch = append(batch[:0], '[')
 		batch = append(batch, frame...)
-		n := 1
+		n, bye := 1, false
 	more:
 		for n < 256 && len(batch) < 32<<10 {
 			select {
 			case f := <-l.out:
+				if f == nil {
+					bye = true // after this batch
+					break more
+				}
 				batch = append(batch, ',')
 				batch = append(batch, f...)
 				n++
@@ -523,6 +529,11 @@ func (c *Client) writeLoop(l *link) {
 			return
 		}
 		sent = true
+		if bye {
+			l.ws.WriteControl(websocket.CloseMessage,
+				websocket.FormatCloseMessage(websocket.CloseNormalClosure, "bye"), time.Now().Add(time.Second))
+			return
+		}
 	}
 }
 
