@@ -48,6 +48,8 @@ type Bridge struct {
 	routes  map[string]*route
 	watches map[string]*watch
 
+	clock0  time.Time    // the bridge's clock counts from here
+	clock   atomic.Int64 // nanoseconds since clock0, updated every few ms
 	cq      catchupQueue
 	reqSeq  atomic.Uint64
 	stats   counters
@@ -104,6 +106,7 @@ func New(b *bus.Bus, opts ...Option) (*Bridge, error) {
 		return nil, fmt.Errorf("bridge: resume key: %w", err)
 	}
 	br.ctx, br.stop = context.WithCancel(context.Background())
+	br.clock0 = time.Now()
 	br.writePl.New = func() any { b := make([]byte, 0, 2048); return &b }
 	br.m = br.newMelody()
 	br.cq.init()
@@ -378,6 +381,10 @@ func (b *Bridge) Identity(sessionID string) (Identity, bool) {
 	}
 	return s.ident, true
 }
+
+// now reads the bridge's coarse clock, which the poll loop advances every
+// 10ms: ack deadlines need no finer time, and reading it costs nothing.
+func (b *Bridge) now() int64 { return b.clock.Load() }
 
 func (b *Bridge) session(id string) *session {
 	b.mu.RLock()

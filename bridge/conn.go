@@ -16,6 +16,10 @@ import (
 
 const connKey = "courier.conn"
 
+// writer takes one batch at a time: melody's session, which calls onSent
+// once the batch is written.
+type writer interface{ Write([]byte) error }
+
 // conn is one WebSocket connection. Its read side (handle*) runs on
 // melody's read loop; its write side is melody's write goroutine, fed one
 // batch at a time from the conn's outbound buffer.
@@ -23,6 +27,7 @@ type conn struct {
 	b     *Bridge
 	ident Identity
 	ms    *melody.Session
+	w     writer // ms, or a stand-in in benchmarks
 	ws    *websocket.Conn
 	lim   *rate.Limiter // frames
 	bad   *rate.Limiter // strikes
@@ -71,7 +76,7 @@ func (b *Bridge) onConnect(ms *melody.Session) {
 	}
 	ms.Request = nil // the bridge keeps nothing of the request
 	c.outMu.Lock()
-	c.ms, c.ws = ms, ms.WebsocketConnection()
+	c.ms, c.w, c.ws = ms, ms, ms.WebsocketConnection()
 	killed := c.closing
 	c.outMu.Unlock()
 	b.stats.accepted.Add(1)
@@ -131,7 +136,7 @@ func (c *conn) closeAfter(code int, reason string) {
 	batch := c.take()
 	c.outMu.Unlock()
 	if batch != nil {
-		c.ms.Write(batch)
+		c.w.Write(batch)
 	}
 }
 
@@ -252,7 +257,7 @@ func (c *conn) commit() bool {
 	batch := c.take()
 	c.outMu.Unlock()
 	if batch != nil {
-		c.ms.Write(batch)
+		c.w.Write(batch)
 	}
 	return true
 }
@@ -260,7 +265,7 @@ func (c *conn) commit() bool {
 // take hands the waiting frames to melody when it is idle: one frame as
 // itself, several as a JSON array. Caller holds outMu.
 func (c *conn) take() []byte {
-	if c.writing != nil || c.nframes == 0 || c.ms == nil {
+	if c.writing != nil || c.nframes == 0 || c.w == nil {
 		return nil
 	}
 	buf := c.buf
@@ -277,10 +282,14 @@ func (c *conn) take() []byte {
 
 // onSent runs on melody's write goroutine after a batch was written.
 func (b *Bridge) onSent(ms *melody.Session, _ []byte) {
-	c := connOf(ms)
-	if c == nil {
-		return
+	if c := connOf(ms); c != nil {
+		c.sent()
 	}
+}
+
+// sent starts the next batch, if frames are waiting.
+func (c *conn) sent() {
+	b := c.b
 	c.outMu.Lock()
 	if w := c.writing; w != nil {
 		c.writing, c.wlen = nil, 0
@@ -305,7 +314,7 @@ func (b *Bridge) onSent(ms *melody.Session, _ []byte) {
 	}
 	c.outMu.Unlock()
 	if batch != nil {
-		ms.Write(batch)
+		c.w.Write(batch)
 	}
 	if wake {
 		if s := c.sess.Load(); s != nil {

@@ -233,6 +233,7 @@ func (b *Bridge) pollLoop() {
 			return
 		case <-t.C:
 		}
+		b.clock.Store(int64(time.Since(b.clock0)))
 		b.routeMu.Lock()
 		rts := make([]*route, 0, len(b.routes))
 		for _, rt := range b.routes {

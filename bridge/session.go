@@ -26,7 +26,7 @@ type session struct {
 	watching map[string]*watch // by bus room
 	expire   *time.Timer       // runs while detached
 	ackTimer *time.Timer
-	ackAt    time.Time // when ackTimer fires; zero when idle
+	ackAt    int64 // when ackTimer fires, on the bridge's clock; 0 when idle
 	ended    bool
 	inq      bool // on the catch-up queue
 	sreqs    map[string]chan *wire.Frame
@@ -46,7 +46,7 @@ type csub struct {
 	maxDeliver int
 	rt         *route
 	streams    map[string]*stream // by bus topic
-	inflight   []*delivery        // in the order sent, so by n
+	inflight   []delivery         // in the order sent, so by n
 	nextN      uint64
 	starved    bool // a delivery waited for window room
 	ended      bool
@@ -67,7 +67,7 @@ type delivery struct {
 	st      *stream
 	seq     uint64
 	tail    []byte
-	due     time.Time // when it is sent again
+	due     int64 // when it is sent again, on the bridge's clock
 	attempt int
 }
 
@@ -113,7 +113,7 @@ func (s *session) detach(c *conn) {
 	}
 	if s.ackTimer != nil {
 		s.ackTimer.Stop()
-		s.ackAt = time.Time{}
+		s.ackAt = 0
 	}
 	window := s.b.cfg.resumeWindow
 	if window > 0 {
@@ -258,20 +258,20 @@ func (s *session) offer(cs *csub, m *bus.Message[any], tail []byte) {
 // deliver sends an at-least-once delivery. Caller holds s.mu; s.c is set.
 func (s *session) deliver(cs *csub, st *stream, seq uint64, tail []byte, attempt int) {
 	cs.nextN++
-	d := &delivery{n: cs.nextN, st: st, seq: seq, tail: tail, attempt: attempt, due: time.Now().Add(cs.ackWait)}
-	cs.inflight = append(cs.inflight, d)
-	if s.c.sendMsg(cs.quoted, d.n, attempt, tail) {
-		s.armAck(d.due)
+	due := s.b.now() + int64(cs.ackWait)
+	cs.inflight = append(cs.inflight, delivery{n: cs.nextN, st: st, seq: seq, tail: tail, attempt: attempt, due: due})
+	if s.c.sendMsg(cs.quoted, cs.nextN, attempt, tail) {
+		s.armAck(due)
 	}
 }
 
 // armAck makes the ack timer fire by t. Caller holds s.mu.
-func (s *session) armAck(t time.Time) {
-	if !s.ackAt.IsZero() && !t.Before(s.ackAt) {
+func (s *session) armAck(t int64) {
+	if s.ackAt != 0 && t >= s.ackAt {
 		return
 	}
 	s.ackAt = t
-	d := max(time.Until(t), time.Millisecond)
+	d := max(time.Duration(t-s.b.now()), time.Millisecond)
 	if s.ackTimer == nil {
 		s.ackTimer = time.AfterFunc(d, s.ackDue)
 	} else {
@@ -283,25 +283,25 @@ func (s *session) armAck(t time.Time) {
 func (s *session) ackDue() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.ackAt = time.Time{}
+	s.ackAt = 0
 	if s.ended || s.c == nil {
 		return
 	}
-	now := time.Now()
-	var next time.Time
+	now := s.b.now()
+	var next int64
 	for _, cs := range s.subs {
-		var due []*delivery
+		var due []delivery
 		for _, d := range cs.inflight {
-			if !d.due.After(now) {
+			if d.due <= now {
 				due = append(due, d)
-			} else if next.IsZero() || d.due.Before(next) {
+			} else if next == 0 || d.due < next {
 				next = d.due
 			}
 		}
 		if len(due) == 0 {
 			continue
 		}
-		cs.inflight = slices.DeleteFunc(cs.inflight, func(d *delivery) bool { return !d.due.After(now) })
+		cs.inflight = slices.DeleteFunc(cs.inflight, func(d delivery) bool { return d.due <= now })
 		for _, d := range due {
 			if cs.maxDeliver > 0 && d.attempt >= cs.maxDeliver {
 				s.b.log.Warn("bridge: delivery given up", "session", s.id, "sub", cs.id, "topic", d.st.topic, "seq", d.seq, "attempts", d.attempt)
@@ -314,7 +314,7 @@ func (s *session) ackDue() {
 			s.wantCatchup()
 		}
 	}
-	if !next.IsZero() {
+	if next != 0 {
 		s.armAck(next)
 	}
 }
@@ -332,12 +332,9 @@ func (s *session) ack(cs *csub, n, upto uint64) {
 		}
 	}
 	if n > 0 {
-		if i, ok := slices.BinarySearchFunc(cs.inflight, n, func(d *delivery, n uint64) int { return cmpU64(d.n, n) }); ok {
+		if i, ok := slices.BinarySearchFunc(cs.inflight, n, func(d delivery, n uint64) int { return cmpU64(d.n, n) }); ok {
 			cs.inflight = slices.Delete(cs.inflight, i, i+1)
 		}
-	}
-	if len(cs.inflight) == 0 {
-		cs.inflight = nil
 	}
 	if cs.starved && len(cs.inflight) < cs.window {
 		cs.starved = false
@@ -347,12 +344,12 @@ func (s *session) ack(cs *csub, n, upto uint64) {
 
 // nack schedules delivery n to be sent again after delay.
 func (s *session) nack(cs *csub, n uint64, delay time.Duration) {
-	i, ok := slices.BinarySearchFunc(cs.inflight, n, func(d *delivery, n uint64) int { return cmpU64(d.n, n) })
+	i, ok := slices.BinarySearchFunc(cs.inflight, n, func(d delivery, n uint64) int { return cmpU64(d.n, n) })
 	if !ok {
 		return
 	}
-	d := cs.inflight[i]
-	d.due = time.Now().Add(delay)
+	d := &cs.inflight[i]
+	d.due = s.b.now() + int64(delay)
 	s.armAck(d.due)
 }
 
@@ -376,7 +373,7 @@ func (s *session) resend() {
 		}
 		old := cs.inflight
 		cs.inflight = nil
-		slices.SortStableFunc(old, func(a, b *delivery) int { return cmpU64(a.seq, b.seq) })
+		slices.SortStableFunc(old, func(a, b delivery) int { return cmpU64(a.seq, b.seq) })
 		for _, d := range old {
 			s.deliver(cs, d.st, d.seq, d.tail, d.attempt+1)
 		}
