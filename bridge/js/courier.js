@@ -1107,7 +1107,9 @@ export class Client {
   _control(frame, pump) {
     if (!this._welcomed) return;
     const s = JSON.stringify(frame);
-    this._out.push({ s, bytes: utf8Length(s), item: null });
+    // Acks and nacks do not count against the server's frame rate.
+    const free = frame.op === 'ack' || frame.op === 'nack';
+    this._out.push({ s, bytes: utf8Length(s), item: null, free });
     if (pump === false) return;
     this._pump();
   }
@@ -1120,15 +1122,16 @@ export class Client {
     this._tokens = Math.min(this._burst, this._tokens + ((now - this._tokenTime) / 1000) * this._rate);
     this._tokenTime = now;
     const maxMsg = (this.limits && this.limits.message) || 262144;
-    while (this._out.length && (this._tokens >= 1 || force)) {
+    const ready = () => this._out.length && (force || this._out[0].free || this._tokens >= 1);
+    while (ready()) {
       const batch = [];
       let size = 2;
-      while (this._out.length && batch.length < 256 && (this._tokens >= 1 || force)) {
+      while (batch.length < 256 && ready()) {
         const o = this._out[0];
         if (batch.length && size + o.bytes + 1 > maxMsg) break;
         batch.push(o);
         size += o.bytes + 1;
-        this._tokens -= 1;
+        if (!o.free) this._tokens -= 1;
         this._out.shift();
       }
       const msg = batch.length === 1 ? batch[0].s : '[' + batch.map((o) => o.s).join(',') + ']';
