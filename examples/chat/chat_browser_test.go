@@ -119,7 +119,9 @@ type chatPage struct {
 	console []string // exceptions and console errors
 }
 
-func openChat(t *testing.T, browser context.Context, ts *testServer, name, room string) *chatPage {
+// newTab opens url in a new tab of its own browser context, and records
+// what the page logs as errors.
+func newTab(t *testing.T, browser context.Context, url, name string) *chatPage {
 	t.Helper()
 	ctx, cancel := chromedp.NewContext(browser, chromedp.WithNewBrowserContext())
 	t.Cleanup(cancel)
@@ -127,7 +129,7 @@ func openChat(t *testing.T, browser context.Context, ts *testServer, name, room 
 	if err := start(ctx, cancel); err != nil {
 		t.Fatalf("open a tab for %s: %v", name, err)
 	}
-	p.do(chromedp.Navigate(ts.base + "/"))
+	p.do(chromedp.Navigate(url))
 	go func() {
 		for m, err := range chromedp.Console(ctx) {
 			if err != nil {
@@ -140,6 +142,12 @@ func openChat(t *testing.T, browser context.Context, ts *testServer, name, room 
 			}
 		}
 	}()
+	return p
+}
+
+func openChat(t *testing.T, browser context.Context, ts *testServer, name, room string) *chatPage {
+	t.Helper()
+	p := newTab(t, browser, ts.base+"/", name)
 	p.do(
 		chromedp.WaitVisible(chromedp.ID("name")),
 		chromedp.SetValue(chromedp.ID("name"), name),
