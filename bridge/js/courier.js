@@ -258,6 +258,7 @@ export class Client {
     if (opts.volatile && this._state !== 'online') {
       return Promise.resolve({ seq: 0, dropped: true });
     }
+    if (this._stopError && !this._ws) return Promise.reject(this._stopError);
     return new Promise((resolve, reject) => {
       const item = {
         frame,
@@ -588,6 +589,10 @@ export class Client {
       this._emit('disconnect', { code, reason: reason || '', willReconnect });
     }
     if (terminal) {
+      // Nothing goes out until reconnect(): what waits fails now.
+      const queued = this._queue;
+      this._queue = [];
+      for (const item of queued) this._fail(item, this._stopError);
       this._emit('error', this._stopError);
       this._setState('offline');
       return;
@@ -644,7 +649,9 @@ export class Client {
     // let only members read a room's topics), then subscriptions.
     const rooms = [...this._rooms].filter((r) => !(resumed && (f.rooms || []).includes(r)));
     if (rooms.length) {
-      this._callFrame({ op: 'join', rooms }, { resend: true, now: true }).catch((e) => this._emit('error', e));
+      this._callFrame({ op: 'join', rooms }, { resend: true, now: true }).catch((e) => {
+        if (e.code !== 'disconnected' && e.code !== 'closed') this._emit('error', e);
+      });
     }
     const server = new Map();
     if (resumed) for (const s of f.subs || []) server.set(s.sub, s.recovered !== false);

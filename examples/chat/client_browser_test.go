@@ -88,6 +88,9 @@ func (s *apiServer) restart() {
 				Name string `json:"name"`
 			}
 			json.Unmarshal(auth, &a)
+			if a.Name == "mallory" {
+				return bridge.Identity{}, bridge.ErrUnauthorized
+			}
 			return bridge.Identity{ID: a.Name}, nil
 		}),
 	)
@@ -435,4 +438,35 @@ return { got: c.got, resume, pending: rooms.length };`)
 		t.Errorf("r1 has %d members after the restart, want the client", r.Pending)
 	}
 	p.checkConsole()
+}
+
+// TestClientUnauthorized: a refused hello stops the client (close code
+// 4001) instead of retrying, and what it is asked to do fails.
+func TestClientUnauthorized(t *testing.T) {
+	_, p := apiTab(t)
+	type result struct {
+		Errors  []map[string]any
+		States  []string
+		Publish string
+		Join    string
+	}
+	r := script[result](p, `
+const c = connect('/bus/', { auth: { name: 'mallory' }, minBackoff: 50, maxBackoff: 100 });
+const errors = [], states = [];
+c.on('error', (e) => errors.push({ code: e.code, closeCode: e.closeCode }));
+c.on('state', (s) => states.push(s));
+const pending = code(c.publish('t.a', 1));
+await until(() => errors.length > 0, 'the refusal');
+await sleep(500); // no retries meanwhile
+return { errors, states, publish: await pending, join: await code(c.join('r1')) };`)
+	if len(r.Errors) != 1 || r.Errors[0]["code"] != "unauthorized" || r.Errors[0]["closeCode"] != float64(4001) {
+		t.Errorf("errors %v, want one unauthorized with close code 4001", r.Errors)
+	}
+	if strings.Join(r.States, ",") != "offline" {
+		t.Errorf("states %v, want offline only (no reconnect)", r.States)
+	}
+	if r.Publish != "unauthorized" || r.Join != "unauthorized" {
+		t.Errorf("publish %q, join %q: want unauthorized", r.Publish, r.Join)
+	}
+	p.checkConsole("401", "WebSocket")
 }
