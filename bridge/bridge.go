@@ -135,7 +135,7 @@ func (b *Bridge) newMelody() *melody.Melody {
 	m.Config.PingPeriod = b.cfg.heartbeat
 	m.Config.PongWait = 2*b.cfg.heartbeat + 5*time.Second
 	m.Upgrader.CheckOrigin = b.checkOrigin
-	m.Upgrader.ReadBufferSize = 512
+	m.Upgrader.ReadBufferSize = 256 // larger messages are read past the buffer
 	m.Upgrader.WriteBufferSize = 8 << 10
 	m.Upgrader.WriteBufferPool = &sync.Pool{}
 	m.Upgrader.HandshakeTimeout = 10 * time.Second
@@ -191,17 +191,23 @@ func (b *Bridge) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// connection is hijacked, so that net/http's per-connection buffers
 	// and its goroutine are not kept alive for the life of the socket.
 	hw := &hijackWriter{ResponseWriter: w, done: make(chan struct{})}
-	go func() {
-		defer b.wg.Done()
-		keys := map[string]any{connKey: c}
-		if err := b.m.HandleRequestWithKeys(hw, r, keys); err != nil {
-			b.log.Debug("bridge: upgrade failed", "remote", r.RemoteAddr, "err", err)
-		}
-		hw.release()
-		c.finish()
-		b.unregister(c)
-	}()
+	go b.serveConn(hw, r, c)
 	<-hw.done
+}
+
+// serveConn runs one connection: melody's upgrade and read loop. Nothing
+// here refers to the request or net/http's response writer once the
+// connection is hijacked, so that the garbage collector frees them and
+// net/http's per-connection buffers.
+func (b *Bridge) serveConn(hw *hijackWriter, r *http.Request, c *conn) {
+	defer b.wg.Done()
+	remote := r.RemoteAddr
+	if err := b.m.HandleRequestWithKeys(hw, r, map[string]any{connKey: c}); err != nil {
+		b.log.Debug("bridge: upgrade failed", "remote", remote, "err", err)
+	}
+	hw.release()
+	c.finish()
+	b.unregister(c)
 }
 
 func (b *Bridge) callAuthenticate(r *http.Request) (id Identity, err error) {
@@ -224,7 +230,9 @@ type hijackWriter struct {
 func (h *hijackWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	nc, rw, err := http.NewResponseController(h.ResponseWriter).Hijack()
 	if err == nil {
-		// From here the upgrader writes to nc only.
+		// From here the upgrader writes to nc only: let go of net/http's
+		// response (and with it the connection's buffers).
+		h.ResponseWriter = nil
 		h.release()
 	}
 	return nc, rw, err

@@ -24,6 +24,22 @@ func (b *Bridge) onMessage(ms *melody.Session, msg []byte) {
 	if c == nil || c.isKilled() {
 		return
 	}
+	if c.sess.Load() == nil {
+		// The hello is the deepest work a connection does. Do it on a
+		// goroutine of its own, so that the read loop's stack, which
+		// lives as long as the connection, does not keep its size.
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			b.handleMessage(c, msg)
+		}()
+		<-done
+		return
+	}
+	b.handleMessage(c, msg)
+}
+
+func (b *Bridge) handleMessage(c *conn, msg []byte) {
 	defer func() {
 		if v := recover(); v != nil {
 			b.log.Error("bridge: panic handling a frame", "panic", v, "stack", string(debug.Stack()))
@@ -209,6 +225,7 @@ func (c *conn) handleHello(f *wire.Frame) {
 	}
 	if c.hello != nil {
 		c.hello.Stop()
+		c.hello = nil
 	}
 	old = s.attach(c)
 	w := wire.Frame{

@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -15,7 +16,13 @@ import (
 	"github.com/courierbus/courier/bus"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+func TestMain(m *testing.M) {
+	if mode := os.Getenv(serverEnv); mode != "" {
+		runServer(mode) // a child server of the memory benchmarks
+		return
+	}
+	goleak.VerifyTestMain(m)
+}
 
 // env is a bus, a bridge mounted at /bus/ and an HTTP server on 127.0.0.1.
 type env struct {
