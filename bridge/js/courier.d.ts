@@ -91,8 +91,10 @@ export interface SubscribeOptions {
 }
 
 export interface Subscribed {
+  /** The topic's position when the subscription began (exact topics only). */
   epoch?: string;
-  seq: number;
+  seq?: number;
+  /** False when the start asked for messages history no longer holds. */
   recovered: boolean;
 }
 
