@@ -4,12 +4,12 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net"
 	"os"
 	"os/exec"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -371,14 +371,15 @@ func TestBrowserChat(t *testing.T) {
 // cutter is a TCP proxy in front of the chat server that can cut the
 // network: cut closes every connection through it (the browser sees its
 // socket fail, as when a network goes away) and refuses new ones until
-// restore.
+// restore; freeze makes the connections through it go silent without
+// closing, as a dead network path does.
 type cutter struct {
 	ln     net.Listener
 	target string
 	wg     sync.WaitGroup
 
 	mu    sync.Mutex
-	conns map[net.Conn]struct{}
+	conns map[net.Conn]*atomic.Bool // frozen
 	down  bool
 }
 
@@ -388,7 +389,7 @@ func newCutter(t *testing.T, target string) *cutter {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := &cutter{ln: ln, target: target, conns: make(map[net.Conn]struct{})}
+	c := &cutter{ln: ln, target: target, conns: make(map[net.Conn]*atomic.Bool)}
 	c.wg.Add(1)
 	go func() {
 		defer c.wg.Done()
@@ -410,10 +411,11 @@ func (c *cutter) accept() {
 		if err != nil {
 			return
 		}
+		frozen := new(atomic.Bool)
 		c.mu.Lock()
 		down := c.down
 		if !down {
-			c.conns[in] = struct{}{}
+			c.conns[in] = frozen
 		}
 		c.mu.Unlock()
 		if down {
@@ -423,12 +425,12 @@ func (c *cutter) accept() {
 		c.wg.Add(1)
 		go func() {
 			defer c.wg.Done()
-			c.pipe(in)
+			c.pipe(in, frozen)
 		}()
 	}
 }
 
-func (c *cutter) pipe(in net.Conn) {
+func (c *cutter) pipe(in net.Conn, frozen *atomic.Bool) {
 	defer func() {
 		c.mu.Lock()
 		delete(c.conns, in)
@@ -441,10 +443,35 @@ func (c *cutter) pipe(in net.Conn) {
 	}
 	defer out.Close()
 	done := make(chan struct{}, 2)
-	go func() { io.Copy(out, in); out.Close(); done <- struct{}{} }()
-	go func() { io.Copy(in, out); in.Close(); done <- struct{}{} }()
+	forward := func(dst, src net.Conn) {
+		defer func() { dst.Close(); done <- struct{}{} }()
+		buf := make([]byte, 32<<10)
+		for {
+			n, err := src.Read(buf)
+			// While frozen, what arrives is swallowed: the path is dead.
+			if n > 0 && !frozen.Load() {
+				if _, werr := dst.Write(buf[:n]); werr != nil {
+					return
+				}
+			}
+			if err != nil {
+				return
+			}
+		}
+	}
+	go forward(out, in)
+	go forward(in, out)
 	<-done
 	<-done
+}
+
+// freeze makes the open connections swallow everything from now on.
+func (c *cutter) freeze() {
+	c.mu.Lock()
+	for _, f := range c.conns {
+		f.Store(true)
+	}
+	c.mu.Unlock()
 }
 
 // cut drops every connection and refuses new ones.

@@ -30,17 +30,18 @@ type apiServer struct {
 	br  atomic.Pointer[bridge.Bridge]
 	mu  sync.Mutex
 	old []*bridge.Bridge
+	opt []bridge.Option // more options for every bridge
 }
 
 const blankPage = `<!doctype html><meta charset="utf-8"><title>courier.js</title><link rel="icon" href="data:,">`
 
-func newAPIServer(t *testing.T) *apiServer {
+func newAPIServer(t *testing.T, opts ...bridge.Option) *apiServer {
 	t.Helper()
 	b, err := bus.New()
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := &apiServer{t: t, bus: b}
+	s := &apiServer{t: t, bus: b, opt: opts}
 	add, err := bus.NewEndpoint[[]int, int](b, "t.add")
 	if err != nil {
 		t.Fatal(err)
@@ -80,7 +81,7 @@ func newAPIServer(t *testing.T) *apiServer {
 // get close code 1000 ("closed") and their sessions are gone.
 func (s *apiServer) restart() {
 	s.t.Helper()
-	br, err := bridge.New(s.bus,
+	br, err := bridge.New(s.bus, append([]bridge.Option{
 		bridge.Expose("t.>", bridge.Subscribe, bridge.Publish, bridge.Request),
 		bridge.ExposeRooms("*", bridge.Join, bridge.Presence),
 		bridge.HelloAuth(func(_ context.Context, id bridge.Identity, auth json.RawMessage) (bridge.Identity, error) {
@@ -93,7 +94,7 @@ func (s *apiServer) restart() {
 			}
 			return bridge.Identity{ID: a.Name}, nil
 		}),
-	)
+	}, s.opt...)...)
 	if err != nil {
 		s.t.Fatal(err)
 	}
@@ -469,4 +470,52 @@ return { errors, states, publish: await pending, join: await code(c.join('r1')) 
 		t.Errorf("publish %q, join %q: want unauthorized", r.Publish, r.Join)
 	}
 	p.checkConsole("401", "WebSocket")
+}
+
+// TestClientDeadConnection: a connection that goes silent without closing
+// (a dead network path) is given up after two heartbeats of silence, and
+// the client resumes on a new one without losing a message.
+func TestClientDeadConnection(t *testing.T) {
+	browser := startBrowser(t)
+	s := newAPIServer(t, bridge.Heartbeat(time.Second))
+	link := newCutter(t, strings.TrimPrefix(s.srv.URL, "http://"))
+	p := newTab(t, browser, link.base()+"/", "api")
+	script[bool](p, setup)
+	script[bool](p, `
+const c = await openClient('alice');
+window.c = c;
+c.got = [];
+await c.subscribe('t.d', (d) => { c.got.push(d); }).ready;
+return c.heartbeat === 1000;`)
+	s.publish("t.d", "before")
+	script[bool](p, `await until(() => c.got.length === 1, 'before'); return true;`)
+	link.freeze()
+	s.publish("t.d", "during")
+	type result struct {
+		Log  [][]any
+		Got  []string
+		Took int
+	}
+	r := script[result](p, `
+const t0 = Date.now();
+await until(() => c.log.some((e) => e[0] === 'disconnect'), 'the dead connection to be noticed');
+const took = Date.now() - t0;
+await until(() => c.got.length === 2 && c.connected, 'the message sent meanwhile');
+return { log: c.log.map((e) => [e[0], e[2] && e[2].code, e[2] && e[2].resumed]), got: c.got, took };`)
+	if strings.Join(r.Got, ",") != "before,during" {
+		t.Errorf("got %v", r.Got)
+	}
+	if r.Took < 1000 || r.Took > 4000 {
+		t.Errorf("the dead connection was noticed after %d ms, want between one and four heartbeats of 1s", r.Took)
+	}
+	var resumed bool
+	for _, e := range r.Log {
+		if e[0] == "resume" && e[2] == true {
+			resumed = true
+		}
+	}
+	if !resumed {
+		t.Errorf("events %v: want a resumed session", r.Log)
+	}
+	p.checkConsole()
 }
