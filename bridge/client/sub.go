@@ -198,10 +198,22 @@ func (s *Subscription) next() (*wire.Frame, bool) {
 }
 
 func (s *Subscription) run() {
+	var upto uint64 // deliveries handled and not yet acknowledged, up to this n
+	pending := 0
+	flush := func() {
+		if pending > 0 {
+			s.ack(&wire.Frame{Op: wire.OpAck, Sub: s.id, Upto: upto})
+			pending = 0
+		}
+	}
 	for {
-		f, ok := s.next()
+		f, ok := s.peek()
 		if !ok {
-			return
+			flush()
+			f, ok = s.next()
+			if !ok {
+				return
+			}
 		}
 		if f.Op == wire.OpResync {
 			s.mu.Lock()
@@ -212,14 +224,51 @@ func (s *Subscription) run() {
 			s.mu.Unlock()
 			continue
 		}
-		if s.handled(f) {
-			s.settle(f, nil)
-			continue
+		var err error
+		if !s.handled(f) {
+			err = s.call(f)
+			s.record(f, err)
 		}
-		err := s.call(f)
-		s.record(f, err)
-		s.settle(f, err)
+		switch {
+		case f.N == 0:
+		case err == nil && !s.failing():
+			// Acknowledge cumulatively while the queue has more: one
+			// frame for a run of messages.
+			upto = f.N
+			if pending++; pending >= 128 {
+				flush()
+			}
+		default:
+			flush()
+			s.settle(f, err)
+		}
 	}
+}
+
+// peek takes the next queued frame without waiting.
+func (s *Subscription) peek() (*wire.Frame, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.q) == 0 || s.ended {
+		return nil, false
+	}
+	f := s.q[0]
+	s.q[0] = nil
+	s.q = s.q[1:]
+	return f, true
+}
+
+// failing reports whether a delivery that failed waits to be sent again:
+// a cumulative ack would settle it too.
+func (s *Subscription) failing() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, m := range s.failed {
+		if len(m) > 0 {
+			return true
+		}
+	}
+	return false
 }
 
 // handled reports whether f is a message the handler already handled.
@@ -279,22 +328,25 @@ func (s *Subscription) call(f *wire.Frame) (err error) {
 	return s.h(s.c.ctx, m)
 }
 
-// settle acks or nacks a delivery on the current link.
+// settle acks or nacks one delivery.
 func (s *Subscription) settle(f *wire.Frame, err error) {
-	if f.N == 0 {
-		return
-	}
-	c := s.c
-	c.mu.Lock()
-	l := c.cur
-	c.mu.Unlock()
-	if l == nil {
-		return // the server sends it again after the resume
-	}
 	a := wire.Frame{Op: wire.OpAck, Sub: s.id, N: f.N}
 	if err != nil {
 		a.Op = wire.OpNack
 		a.Delay = min(100*time.Millisecond<<min(max(f.Attempt-1, 0), 6), 5*time.Second).Milliseconds()
 	}
-	c.send(l, &a)
+	s.ack(&a)
+}
+
+// ack sends an ack or nack on the current link; without one it is dropped
+// (the server sends the deliveries again after the resume, and they are
+// acknowledged then).
+func (s *Subscription) ack(a *wire.Frame) {
+	c := s.c
+	c.mu.Lock()
+	l := c.cur
+	c.mu.Unlock()
+	if l != nil {
+		c.send(l, a)
+	}
 }
