@@ -42,6 +42,7 @@ type ReplyError struct {
 	Message string
 }
 
+// Error returns the code and message.
 func (e *ReplyError) Error() string {
 	return fmt.Sprintf("bridge: client replied %s: %s", e.Code, e.Message)
 }

@@ -655,6 +655,10 @@ func (c *conn) join(s *session, f *wire.Frame) {
 			}
 		}
 	}
+	if f.Op == wire.OpJoin && len(s.member.Rooms())+len(f.Rooms) > b.cfg.maxRooms {
+		c.fail(f.ID, wire.CodeLimit, fmt.Sprintf("at most %d rooms", b.cfg.maxRooms))
+		return
+	}
 	ctx, cancel := context.WithTimeout(b.ctx, b.cfg.publishTimeout)
 	defer cancel()
 	var err error
@@ -687,6 +691,10 @@ func (c *conn) presence(s *session, f *wire.Frame) {
 		w := s.watching[room]
 		switch {
 		case s.ended:
+		case *f.Watch && w == nil && len(s.watching) >= b.cfg.maxRooms:
+			s.mu.Unlock()
+			c.fail(f.ID, wire.CodeLimit, fmt.Sprintf("at most %d presence watches", b.cfg.maxRooms))
+			return
 		case *f.Watch && w == nil:
 			w, err := b.watchRoom(room, s)
 			if err != nil {

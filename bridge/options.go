@@ -74,6 +74,7 @@ type config struct {
 	outbound         int
 	maxInflight      int
 	maxRequests      int
+	maxRooms         int
 	fanoutQueue      int
 	catchupWorkers   int
 }
@@ -97,6 +98,7 @@ func defaults() config {
 		outbound:         1 << 20,
 		maxInflight:      4096,
 		maxRequests:      16,
+		maxRooms:         64,
 		fanoutQueue:      8192,
 		catchupWorkers:   4,
 	}
@@ -110,7 +112,7 @@ func (c *config) validate() error {
 	case c.frameLimit < 1024 || c.messageLimit < c.frameLimit:
 		return fmt.Errorf("%w: frame limit at least 1 KiB and at most the message limit", ErrInvalidOption)
 	case c.maxSubs < 1, c.rate <= 0, c.burst < 1, c.strikeRate <= 0, c.strikeBurst < 1,
-		c.outbound < 4096, c.maxInflight < 1, c.maxRequests < 1:
+		c.outbound < 4096, c.maxInflight < 1, c.maxRequests < 1, c.maxRooms < 1:
 		return fmt.Errorf("%w: limits must be positive (outbound at least 4 KiB)", ErrInvalidOption)
 	}
 	if c.namespace != "" {
@@ -141,16 +143,94 @@ func (c *config) validate() error {
 	return nil
 }
 
+// optFunc is for options that carry no comparable value (hooks) and for
+// tests.
 type optFunc func(*config)
 
 func (f optFunc) applyBridge(c *config) { f(c) }
+
+type namespaceOpt string
+
+func (o namespaceOpt) applyBridge(c *config) { c.namespace = string(o) }
+
+type originsOpt struct{ origins []string }
+
+func (o originsOpt) applyBridge(c *config) { c.origins = append(c.origins, o.origins...) }
+
+type exposeOpt struct {
+	rooms bool
+	e     exposure
+}
+
+func (o exposeOpt) applyBridge(c *config) {
+	if o.rooms {
+		c.rooms = append(c.rooms, o.e)
+	} else {
+		c.topics = append(c.topics, o.e)
+	}
+}
+
+// durOpt sets one duration of the config.
+type durOpt struct {
+	which int
+	d     time.Duration
+}
+
+const (
+	durResume = iota
+	durHandshake
+	durHeartbeat
+	durWrite
+	durPublish
+	durRequest
+)
+
+func (o durOpt) applyBridge(c *config) {
+	*[...]*time.Duration{&c.resumeWindow, &c.handshakeTimeout, &c.heartbeat, &c.writeTimeout,
+		&c.publishTimeout, &c.requestTimeout}[o.which] = o.d
+}
+
+// intOpt sets one integer limit of the config.
+type intOpt struct {
+	which int
+	n     int
+}
+
+const (
+	intFrame = iota
+	intMessage
+	intSubs
+	intOutbound
+	intInflight
+	intRequests
+	intRooms
+)
+
+func (o intOpt) applyBridge(c *config) {
+	*[...]*int{&c.frameLimit, &c.messageLimit, &c.maxSubs, &c.outbound, &c.maxInflight,
+		&c.maxRequests, &c.maxRooms}[o.which] = o.n
+}
+
+type rateOpt struct {
+	strikes bool
+	rate    float64
+	burst   int
+}
+
+func (o rateOpt) applyBridge(c *config) {
+	if o.strikes {
+		c.strikeRate, c.strikeBurst = o.rate, o.burst
+	} else {
+		c.rate, c.burst = o.rate, o.burst
+	}
+}
 
 // Namespace mounts the bridge under a topic prefix: every topic, pattern,
 // room and endpoint name a client uses is taken relative to prefix (client
 // "chat.a" is bus topic "<prefix>.chat.a"), and clients cannot name
 // anything outside it. Give each namespace its own Bridge with its own
 // hooks. Default: no prefix.
-func Namespace(prefix string) Option { return optFunc(func(c *config) { c.namespace = prefix }) }
+func Namespace(prefix string) Option { return namespaceOpt(prefix) }
 
 // WithLogger sends the bridge's logs (refused connections, slow clients,
 // recovered panics) to l. By default they are discarded.
@@ -188,93 +268,85 @@ func Authorize(f func(ctx context.Context, id Identity, action Action, name stri
 // exposed. A client's subscription pattern must be covered by one exposed
 // pattern. May be given several times.
 func Expose(pattern string, actions ...Action) Option {
-	return optFunc(func(c *config) { c.topics = append(c.topics, exposure{pattern, actions}) })
+	return exposeOpt{e: exposure{pattern, actions}}
 }
 
 // ExposeRooms opens the rooms matching pattern to clients for [Join] and
 // [Presence]. Rooms named in a publish's "to" and "except" must be exposed
 // for some action. Rooms are closed unless exposed.
 func ExposeRooms(pattern string, actions ...Action) Option {
-	return optFunc(func(c *config) { c.rooms = append(c.rooms, exposure{pattern, actions}) })
+	return exposeOpt{rooms: true, e: exposure{pattern, actions}}
 }
 
 // AllowOrigins sets the origins (scheme://host[:port]) whose pages may
 // connect; "*" allows any. By default only the same origin as the request's
 // Host is allowed (and requests without an Origin header, which browsers
 // always send).
-func AllowOrigins(origins ...string) Option {
-	return optFunc(func(c *config) { c.origins = append(c.origins, origins...) })
-}
+func AllowOrigins(origins ...string) Option { return originsOpt{origins} }
 
 // ResumeWindow sets how long a session outlives its connection, waiting
 // for the client to resume it. Default 2 minutes; 0 ends sessions with
 // their connection.
-func ResumeWindow(d time.Duration) Option { return optFunc(func(c *config) { c.resumeWindow = d }) }
+func ResumeWindow(d time.Duration) Option { return durOpt{durResume, d} }
 
 // HandshakeTimeout sets how long a new connection has to send its hello.
 // Default 10 seconds.
-func HandshakeTimeout(d time.Duration) Option {
-	return optFunc(func(c *config) { c.handshakeTimeout = d })
-}
+func HandshakeTimeout(d time.Duration) Option { return durOpt{durHandshake, d} }
 
 // Heartbeat sets the interval of WebSocket pings (and the interval clients
 // are told to ping at); a connection that answers no ping for 2×d+5s is
 // closed. Default 25 seconds.
-func Heartbeat(d time.Duration) Option { return optFunc(func(c *config) { c.heartbeat = d }) }
+func Heartbeat(d time.Duration) Option { return durOpt{durHeartbeat, d} }
 
 // WriteTimeout sets how long one write to a connection may take; a client
 // that does not read for that long is disconnected as slow. Default 10
 // seconds.
-func WriteTimeout(d time.Duration) Option { return optFunc(func(c *config) { c.writeTimeout = d }) }
+func WriteTimeout(d time.Duration) Option { return durOpt{durWrite, d} }
 
 // PublishTimeout bounds how long a client's publish may wait for
 // subscribers with room. Default 10 seconds.
-func PublishTimeout(d time.Duration) Option {
-	return optFunc(func(c *config) { c.publishTimeout = d })
-}
+func PublishTimeout(d time.Duration) Option { return durOpt{durPublish, d} }
 
 // RequestTimeout caps how long a client's request may wait for its reply.
 // Default 30 seconds.
-func RequestTimeout(d time.Duration) Option {
-	return optFunc(func(c *config) { c.requestTimeout = d })
-}
+func RequestTimeout(d time.Duration) Option { return durOpt{durRequest, d} }
 
 // FrameLimit sets the largest frame a client may send, in bytes; a larger
 // one is refused with "too_large" and the connection stays. Default 64 KiB.
-func FrameLimit(n int) Option { return optFunc(func(c *config) { c.frameLimit = n }) }
+func FrameLimit(n int) Option { return intOpt{intFrame, n} }
 
 // MessageLimit sets the largest WebSocket message (a frame or an array of
 // frames) a client may send; a larger one closes the connection with 1009.
 // Default 256 KiB.
-func MessageLimit(n int) Option { return optFunc(func(c *config) { c.messageLimit = n }) }
+func MessageLimit(n int) Option { return intOpt{intMessage, n} }
 
 // MaxSubscriptions sets how many subscriptions one session may hold.
 // Default 64.
-func MaxSubscriptions(n int) Option { return optFunc(func(c *config) { c.maxSubs = n }) }
+func MaxSubscriptions(n int) Option { return intOpt{intSubs, n} }
 
 // RateLimit sets how many frames per second a connection may send, with
 // bursts of burst frames. Frames beyond it are refused with
 // "rate_limited". Default 100 per second, burst 200.
-func RateLimit(perSecond float64, burst int) Option {
-	return optFunc(func(c *config) { c.rate, c.burst = perSecond, burst })
-}
+func RateLimit(perSecond float64, burst int) Option { return rateOpt{false, perSecond, burst} }
 
 // StrikeLimit sets how many refused frames a connection may send: burst
 // at once, perSecond forgiven every second. Beyond it the connection is
 // closed with 4000. Default 1 per second, burst 20.
-func StrikeLimit(perSecond float64, burst int) Option {
-	return optFunc(func(c *config) { c.strikeRate, c.strikeBurst = perSecond, burst })
-}
+func StrikeLimit(perSecond float64, burst int) Option { return rateOpt{true, perSecond, burst} }
 
 // OutboundLimit sets how many bytes may wait to be written to one
 // connection; a client that lets more pile up is disconnected as slow
 // (close code 4008) and resumes without loss. Default 1 MiB.
-func OutboundLimit(n int) Option { return optFunc(func(c *config) { c.outbound = n }) }
+func OutboundLimit(n int) Option { return intOpt{intOutbound, n} }
 
 // MaxInflight caps the "max_inflight" a client may ask for on a
 // subscription. Default 4096.
-func MaxInflight(n int) Option { return optFunc(func(c *config) { c.maxInflight = n }) }
+func MaxInflight(n int) Option { return intOpt{intInflight, n} }
 
 // MaxRequests sets how many client requests of one session may be in
 // progress at once. Default 16.
-func MaxRequests(n int) Option { return optFunc(func(c *config) { c.maxRequests = n }) }
+func MaxRequests(n int) Option { return intOpt{intRequests, n} }
+
+// MaxRooms sets how many rooms one session may be in, and how many rooms'
+// presence it may watch. Default 64.
+func MaxRooms(n int) Option { return intOpt{intRooms, n} }

@@ -126,6 +126,10 @@ func (s *session) detach(c *conn) {
 }
 
 func (s *session) expired() {
+	if !s.b.enter() {
+		return // Close ends every session
+	}
+	defer s.b.wg.Done()
 	s.mu.Lock()
 	stale := s.c == nil && !s.ended
 	s.mu.Unlock()
@@ -281,6 +285,10 @@ func (s *session) armAck(t int64) {
 
 // ackDue sends again the deliveries whose ack wait (or nack delay) passed.
 func (s *session) ackDue() {
+	if !s.b.enter() {
+		return
+	}
+	defer s.b.wg.Done()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.ackAt = 0

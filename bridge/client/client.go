@@ -73,6 +73,7 @@ const (
 	Stopped
 )
 
+// String returns the event type's name.
 func (t EventType) String() string {
 	switch t {
 	case Connected:

@@ -26,6 +26,7 @@ type Error struct {
 	Message string
 }
 
+// Error returns the code and message.
 func (e *Error) Error() string { return fmt.Sprintf("client: %s: %s", e.Code, e.Message) }
 
 // Is reports whether target is an *Error with the same code.

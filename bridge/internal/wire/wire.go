@@ -219,8 +219,10 @@ type Error struct {
 	Err  error
 }
 
+// Error returns the code and cause.
 func (e *Error) Error() string { return "wire: " + e.Code + ": " + e.Err.Error() }
 
+// Unwrap returns the cause.
 func (e *Error) Unwrap() error { return e.Err }
 
 var (
