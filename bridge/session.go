@@ -150,6 +150,9 @@ func (s *session) end() {
 	s.ended = true
 	subs := s.subs
 	s.subs = nil
+	for _, cs := range subs {
+		cs.ended = true
+	}
 	watching := s.watching
 	s.watching = nil
 	if s.expire != nil {
@@ -164,7 +167,6 @@ func (s *session) end() {
 	}
 	s.mu.Unlock()
 	for _, cs := range subs {
-		cs.ended = true
 		b.release(cs)
 	}
 	for _, w := range watching {
