@@ -79,13 +79,13 @@ func (s *session) pick() (chunk, bool) {
 	if s.ended || s.c == nil {
 		return chunk{}, false
 	}
-	if s.c.soft() {
+	if s.c.soft() || s.sendRedo() {
 		return chunk{}, false // woken again when the queue drains
 	}
 	for _, cs := range s.subs {
 		room := 256
 		if !cs.volatile {
-			room = min(room, cs.window-len(cs.inflight))
+			room = min(room, cs.window-cs.outstanding())
 		}
 		if room <= 0 {
 			cs.starved = true
@@ -157,7 +157,7 @@ func (s *session) sendChunk(ch chunk, msgs []bus.Message[any]) {
 			st.next++
 			continue
 		}
-		if !cs.volatile && len(cs.inflight) >= cs.window {
+		if !cs.volatile && cs.outstanding() >= cs.window {
 			cs.starved = true
 			return
 		}

@@ -515,7 +515,7 @@ func (c *conn) unsubscribe(s *session, f *wire.Frame) {
 	if cs != nil {
 		delete(s.subs, f.Sub)
 		cs.ended = true
-		cs.inflight = nil
+		cs.inflight, cs.redo = nil, nil
 	}
 	s.mu.Unlock()
 	if cs == nil {

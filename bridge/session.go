@@ -47,6 +47,7 @@ type csub struct {
 	rt         *route
 	streams    map[string]*stream // by bus topic
 	inflight   []delivery         // in the order sent, so by n
+	redo       []delivery         // to send again on this connection, by seq
 	nextN      uint64
 	starved    bool // a delivery waited for window room
 	ended      bool
@@ -247,10 +248,11 @@ func (s *session) offer(cs *csub, m *bus.Message[any], tail []byte) {
 		st.next++
 		return
 	}
-	if s.c == nil || len(cs.inflight) >= cs.window || s.c.soft() {
-		// Held back: catch-up sends it from history when there is room.
+	if s.c == nil || cs.outstanding() >= cs.window || len(cs.redo) > 0 || s.c.soft() {
+		// Held back: catch-up sends it from history when there is room
+		// (and after the deliveries sent again).
 		st.synced, st.known = false, seq
-		if len(cs.inflight) >= cs.window {
+		if cs.outstanding() >= cs.window {
 			cs.starved = true
 		} else {
 			s.wantCatchup()
@@ -260,6 +262,9 @@ func (s *session) offer(cs *csub, m *bus.Message[any], tail []byte) {
 	s.deliver(cs, st, seq, tail, 1)
 	st.next++
 }
+
+// outstanding counts the deliveries not acknowledged.
+func (cs *csub) outstanding() int { return len(cs.inflight) + len(cs.redo) }
 
 // deliver sends an at-least-once delivery. Caller holds s.mu; s.c is set.
 func (s *session) deliver(cs *csub, st *stream, seq uint64, tail []byte, attempt int) {
@@ -319,7 +324,7 @@ func (s *session) ackDue() {
 			}
 			s.deliver(cs, d.st, d.seq, d.tail, d.attempt+1)
 		}
-		if cs.starved && len(cs.inflight) < cs.window {
+		if cs.starved && cs.outstanding() < cs.window {
 			cs.starved = false
 			s.wantCatchup()
 		}
@@ -346,7 +351,7 @@ func (s *session) ack(cs *csub, n, upto uint64) {
 			cs.inflight = slices.Delete(cs.inflight, i, i+1)
 		}
 	}
-	if cs.starved && len(cs.inflight) < cs.window {
+	if cs.starved && cs.outstanding() < cs.window {
 		cs.starved = false
 		s.wantCatchup()
 	}
@@ -373,19 +378,40 @@ func cmpU64(a, b uint64) int {
 	return 0
 }
 
-// resend sends again, in order, every delivery not acknowledged when the
-// session's previous connection ended. Caller holds s.mu; s.c is the new
+// resend queues again, in order, every delivery not acknowledged when the
+// session's previous connection ended, and sends what the new connection's
+// queue takes; catch-up sends the rest. Caller holds s.mu; s.c is the new
 // connection.
 func (s *session) resend() {
 	for _, cs := range s.subs {
 		if cs.volatile || len(cs.inflight) == 0 {
 			continue
 		}
-		old := cs.inflight
+		cs.redo = append(cs.redo, cs.inflight...)
 		cs.inflight = nil
-		slices.SortStableFunc(old, func(a, b delivery) int { return cmpU64(a.seq, b.seq) })
-		for _, d := range old {
+		slices.SortStableFunc(cs.redo, func(a, b delivery) int { return cmpU64(a.seq, b.seq) })
+	}
+	s.sendRedo()
+}
+
+// sendRedo sends queued redeliveries while the connection's queue has
+// room; it reports whether any are left. Caller holds s.mu; s.c is set.
+func (s *session) sendRedo() bool {
+	left := false
+	for _, cs := range s.subs {
+		for len(cs.redo) > 0 {
+			if s.c.soft() {
+				left = true
+				break
+			}
+			d := cs.redo[0]
+			cs.redo[0] = delivery{}
+			cs.redo = cs.redo[1:]
 			s.deliver(cs, d.st, d.seq, d.tail, d.attempt+1)
 		}
+		if len(cs.redo) == 0 {
+			cs.redo = nil
+		}
 	}
+	return left
 }

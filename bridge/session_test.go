@@ -128,3 +128,40 @@ func TestGarbage(t *testing.T) {
 	}
 	r2.alive()
 }
+
+// TestResumeBacklogOverLimit: more unacknowledged bytes than the outbound
+// limit are sent again after a resume as the queue drains, not at once
+// (which would close the connection as slow on every resume).
+func TestResumeBacklogOverLimit(t *testing.T) {
+	e := newEnv(t, nil, bridge.Expose("big.>", bridge.Subscribe), bridge.OutboundLimit(16<<10))
+	r, w := e.rawHello()
+	r.send(`{"op":"subscribe","id":"s","sub":"s","pattern":"big.x","max_inflight":1000}`)
+	r.answer("s")
+	payload := []byte(`"` + strings.Repeat("p", 1000) + `"`)
+	const n = 100
+	for range n {
+		if _, err := e.bus.PublishRaw(context.Background(), "big.x", payload); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for range n { // read them all, ack none
+		r.op(wire.OpMessage)
+	}
+	r.ws.Close()
+	waitUntil(t, func() bool { return e.br.Stats().Connections == 0 })
+	r2 := e.raw(nil)
+	r2.send(`{"op":"hello","v":1,"id":"h","resume":"` + w.Resume + `"}`)
+	if w2 := r2.answer("h"); !*w2.Resumed {
+		t.Fatalf("not resumed: %+v", w2)
+	}
+	for want := uint64(1); want <= n; want++ {
+		m := r2.op(wire.OpMessage)
+		if m.Seq != want || m.Attempt != 2 {
+			t.Fatalf("got seq %d attempt %d, want seq %d attempt 2", m.Seq, m.Attempt, want)
+		}
+		r2.send(fmt.Sprintf(`{"op":"ack","sub":"s","n":%d}`, m.N))
+	}
+	if s := e.br.Stats(); s.SlowDisconnects != 0 {
+		t.Fatalf("stats %+v: a resume was closed as slow", s)
+	}
+}
