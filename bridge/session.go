@@ -322,12 +322,16 @@ func (s *session) ackDue() {
 				s.b.log.Warn("bridge: delivery given up", "session", s.id, "sub", cs.id, "topic", d.st.topic, "seq", d.seq, "attempts", d.attempt)
 				continue
 			}
-			s.deliver(cs, d.st, d.seq, d.tail, d.attempt+1)
+			cs.redo = append(cs.redo, d)
 		}
+		slices.SortStableFunc(cs.redo, func(a, b delivery) int { return cmpU64(a.seq, b.seq) })
 		if cs.starved && cs.outstanding() < cs.window {
 			cs.starved = false
 			s.wantCatchup()
 		}
+	}
+	if s.sendRedo() {
+		s.wantCatchup()
 	}
 	if next != 0 {
 		s.armAck(next)
