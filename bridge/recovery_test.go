@@ -4,8 +4,6 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
-	"os"
-	"runtime/pprof"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -106,7 +104,6 @@ func TestRecoveryUnderCuts(t *testing.T) {
 	select {
 	case <-all:
 	case <-time.After(20 * time.Second):
-		pprof.Lookup("goroutine").WriteTo(os.Stderr, 1)
 	}
 	mu.Lock()
 	defer mu.Unlock()
@@ -122,4 +119,56 @@ func TestRecoveryUnderCuts(t *testing.T) {
 		}
 	}
 	t.Logf("%d cuts, %d connects, %d resumed, server stats %+v", p.cuts, connects.Load(), resumes.Load(), e.br.Stats())
+}
+
+// TestCatchUpUnderLoad: clients with small windows fall behind a fast
+// publisher and catch up from history; each sees every message once, in
+// order.
+func TestCatchUpUnderLoad(t *testing.T) {
+	const clients, total = 20, 1000
+	e := newEnv(t, []bus.Option{bus.History(total+1, 0)}, bridge.Expose("load.>", bridge.Subscribe))
+	var wg sync.WaitGroup
+	errs := make(chan error, clients)
+	for i := range clients {
+		c := e.dial()
+		var next uint64 = 1
+		wg.Add(1)
+		done := false
+		_, err := c.Subscribe(ctxT(t), "load.y", func(_ context.Context, m *client.Message) error {
+			if done {
+				return nil
+			}
+			if m.Seq != next {
+				errs <- fmt.Errorf("client %d: seq %d, want %d", i, m.Seq, next)
+				done = true
+				wg.Done()
+				return nil
+			}
+			next++
+			if next > total {
+				done = true
+				wg.Done()
+			}
+			return nil
+		}, client.MaxInflight(1+i%5))
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := 1; i <= total; i++ {
+		if _, err := e.bus.PublishRaw(context.Background(), "load.y", []byte(fmt.Sprint(i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	finished := make(chan struct{})
+	go func() { wg.Wait(); close(finished) }()
+	select {
+	case <-finished:
+	case <-time.After(45 * time.Second):
+		t.Fatal("clients did not get every message")
+	}
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
 }
