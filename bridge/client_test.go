@@ -237,6 +237,17 @@ func TestRooms(t *testing.T) {
 	if n < 3 { // clients 1..3 joined red after the watch began
 		t.Errorf("%d presence events, want at least 3", n)
 	}
+	// An addressed message published in-process, with nothing after it,
+	// reaches the room's clients too.
+	if _, err := e.bus.PublishRaw(ctxT(t), "chat.x", []byte("5"), bus.To("red")); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 4 {
+		msgs := inboxes[i].wait(t, len(want(i))+1)
+		if got := string(msgs[len(msgs)-1].Data); got != "5" {
+			t.Errorf("client %d: last message %q, want 5", i, got)
+		}
+	}
 }
 
 // TestServerRequest asks one connected Go client.

@@ -52,6 +52,13 @@
 // connection; frames queued for a connection are written together as one
 // WebSocket message.
 //
+// The bus does not hand messages addressed with [bus.To] to a subscription
+// without an owner, so the bridge reads them from history: when a client
+// of the bridge published one, at once; otherwise when the next message of
+// the topic arrives, or within 10ms for topics that carried addressed
+// messages in the last minute. An in-process addressed message on a topic
+// that had none before waits for the topic's next message.
+//
 // # Server timeouts
 //
 // The bridge is a handler: timeouts of the connection before the upgrade
