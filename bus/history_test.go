@@ -245,3 +245,30 @@ func TestDeleteDurable(t *testing.T) {
 		t.Fatalf("DeleteDurable of a live durable: %v, want ErrDurableActive", err)
 	}
 }
+
+func TestBounds(t *testing.T) {
+	b := newBus(t)
+	ctx := context.Background()
+	tp := newTopic[int](t, b, "bd", bus.History(3, 0))
+	bd, err := b.Bounds(ctx, "bd")
+	if err != nil || bd.First != 1 || bd.Last != 0 || bd.Epoch != tp.Epoch() {
+		t.Fatalf("empty topic bounds = %+v, %v; want First 1 > Last 0", bd, err)
+	}
+	for i := 1; i <= 5; i++ {
+		publish(t, tp, i)
+	}
+	if bd, _ := b.Bounds(ctx, "bd"); bd.First != 3 || bd.Last != 5 {
+		t.Fatalf("bounds = %+v, want First 3, Last 5", bd)
+	}
+
+	st := bus.NewMemoryStore(bus.MemoryRetention(4, 0))
+	defer st.Close()
+	sb := newBus(t, bus.WithStore(st), bus.History(2, 0))
+	stp := newTopic[int](t, sb, "bd")
+	for i := 1; i <= 6; i++ {
+		publish(t, stp, i)
+	}
+	if bd, _ := sb.Bounds(ctx, "bd"); bd.First != 3 || bd.Last != 6 {
+		t.Fatalf("stored topic bounds = %+v, want First 3 (the store keeps 4), Last 6", bd)
+	}
+}

@@ -103,6 +103,7 @@ type subscribeConfig struct {
 	start       Start
 	owner       *Member
 	manual      bool
+	unfiltered  bool
 	onEnd       func(error)
 }
 
@@ -337,6 +338,16 @@ func (manualOpt) applySubscribe(c *subscribeConfig) { c.manual = true }
 // [Message.Nack], [Message.Term] or AckWait. Returning an error still
 // counts as a failed attempt.
 func ManualAck() SubscribeOption { return manualOpt{} }
+
+type unfilteredOpt struct{}
+
+func (unfilteredOpt) applySubscribe(c *subscribeConfig) { c.unfiltered = true }
+
+// Unfiltered delivers every matching message whatever its room filters
+// ([To], [Except], [ExceptMember]), for a subscriber that fans messages
+// out itself — a bridge serving many members from one subscription — and
+// applies the filters per recipient with [Message.Reaches].
+func Unfiltered() SubscribeOption { return unfilteredOpt{} }
 
 type onEndOpt struct{ f func(error) }
 

@@ -121,3 +121,42 @@ func (b *Bus) DeleteDurable(ctx context.Context, topic, name string) error {
 	}
 	return nil
 }
+
+// Bounds is what a topic's history holds: its epoch, the oldest sequence
+// number still held (First) and the newest published (Last). First > Last
+// when the history holds nothing.
+type Bounds struct {
+	Epoch, First, Last uint64
+}
+
+// Bounds returns what topic's history holds now: a read or a subscription
+// from any sequence number in [First, Last+1] is covered.
+func (b *Bus) Bounds(ctx context.Context, topic string) (Bounds, error) {
+	if b.closed() {
+		return Bounds{}, ErrClosed
+	}
+	if err := ValidateTopic(topic); err != nil {
+		return Bounds{}, err
+	}
+	ts, err := b.topic(ctx, topic, nil, nil)
+	if err != nil {
+		return Bounds{}, err
+	}
+	ts.pubMu.Lock()
+	first, n := ts.hist.bounds()
+	bd := Bounds{Epoch: ts.epoch, First: first, Last: ts.last}
+	ts.pubMu.Unlock()
+	if n == 0 {
+		bd.First = bd.Last + 1
+	}
+	if ts.persisted {
+		st, err := b.store.Topic(ctx, topic)
+		if err != nil {
+			return Bounds{}, fmt.Errorf("bus: bounds of %q: %w", topic, err)
+		}
+		if st.First != 0 {
+			bd.First = min(bd.First, st.First)
+		}
+	}
+	return bd, nil
+}

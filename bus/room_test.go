@@ -182,3 +182,31 @@ func TestRemovedMemberLeavesRoomsAndEndsSubscriptions(t *testing.T) {
 		t.Fatalf("Subscribe owned by a removed member: %v", err)
 	}
 }
+
+func TestUnfilteredGetsEveryMessageAndChecksReaches(t *testing.T) {
+	b := newBus(t)
+	ctx := context.Background()
+	tp := newTopic[string](t, b, "chat")
+	alice, _ := b.Member("alice")
+	alice.Join(ctx, "r1")
+	bob, _ := b.Member("bob")
+	type got struct {
+		v          string
+		alice, bob bool
+	}
+	ch := make(chan got, 10)
+	if _, err := tp.Subscribe(func(_ context.Context, m bus.Message[string]) error {
+		ch <- got{m.Value, m.Reaches(alice), m.Reaches(bob)}
+		return nil
+	}, bus.Unfiltered()); err != nil {
+		t.Fatal(err)
+	}
+	publish(t, tp, "to r1", bus.To("r1"))
+	publish(t, tp, "not alice", bus.ExceptMember("alice"))
+	publish(t, tp, "all")
+	for _, want := range []got{{"to r1", true, false}, {"not alice", false, true}, {"all", true, true}} {
+		if g := recv(t, ch); g != want {
+			t.Fatalf("got %+v, want %+v", g, want)
+		}
+	}
+}

@@ -435,6 +435,9 @@ func (ts *topicState) waitRoom(ctx context.Context, volatile bool) error {
 func (ts *topicState) dispatch(e *entry, volatile bool) {
 	ms := ts.b.matches(ts)
 	md := e.m()
+	for _, s := range ms.unfiltered {
+		s.enqueue(e, volatile)
+	}
 	switch {
 	case len(md.to) > 0:
 		ts.dispatchRooms(ms, e, md, volatile)
@@ -520,12 +523,13 @@ func (ts *topicState) read(ctx context.Context, from uint64, limit int) ([]*entr
 
 // matchSet is the cached answer to "who subscribes to this topic".
 type matchSet struct {
-	gen     uint64
-	plain   []*Subscription             // not in a queue group
-	byOwner map[*Member][]*Subscription // plain ones with an owner
-	groups  []*group
-	block   []*Subscription // plain ones with the Block policy
-	vblock  []*Subscription // the volatile ones among them
+	gen        uint64
+	plain      []*Subscription             // not in a queue group, filtered by rooms
+	unfiltered []*Subscription             // not in a queue group, every message
+	byOwner    map[*Member][]*Subscription // plain ones with an owner
+	groups     []*group
+	block      []*Subscription // plain ones with the Block policy
+	vblock     []*Subscription // the volatile ones among them
 }
 
 type group struct {
@@ -538,7 +542,8 @@ func newMatchSet(gen uint64, subs []*Subscription) *matchSet {
 	ms := &matchSet{gen: gen}
 	var byName map[string]*group
 	for _, s := range subs {
-		if s.cfg.group != "" {
+		switch {
+		case s.cfg.group != "":
 			if byName == nil {
 				byName = make(map[string]*group)
 			}
@@ -550,19 +555,22 @@ func newMatchSet(gen uint64, subs []*Subscription) *matchSet {
 			}
 			g.subs = append(g.subs, s)
 			continue
+		case s.cfg.unfiltered:
+			ms.unfiltered = append(ms.unfiltered, s)
+		default:
+			ms.plain = append(ms.plain, s)
+			if s.cfg.owner != nil {
+				if ms.byOwner == nil {
+					ms.byOwner = make(map[*Member][]*Subscription)
+				}
+				ms.byOwner[s.cfg.owner] = append(ms.byOwner[s.cfg.owner], s)
+			}
 		}
-		ms.plain = append(ms.plain, s)
 		if s.cfg.policy == Block {
 			ms.block = append(ms.block, s)
 			if s.cfg.volatile {
 				ms.vblock = append(ms.vblock, s)
 			}
-		}
-		if s.cfg.owner != nil {
-			if ms.byOwner == nil {
-				ms.byOwner = make(map[*Member][]*Subscription)
-			}
-			ms.byOwner[s.cfg.owner] = append(ms.byOwner[s.cfg.owner], s)
 		}
 	}
 	return ms
@@ -576,7 +584,7 @@ func (g *group) pick(md *meta) *Subscription {
 	var fallback *Subscription
 	for i := range n {
 		s := g.subs[(start+i)%n]
-		if !reaches(md, s.cfg.owner) {
+		if !s.cfg.unfiltered && !reaches(md, s.cfg.owner) {
 			continue
 		}
 		if !s.full() {
