@@ -1,0 +1,318 @@
+package observe_test
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+
+	"github.com/courierbus/courier/bridge"
+	"github.com/courierbus/courier/observe"
+)
+
+// The browser test drives the admin page in headless Chromium. It skips
+// when no Chromium is installed, unless COURIER_REQUIRE_BROWSER=1, which
+// makes a missing browser a failure. COURIER_CHROMIUM names the binary.
+
+const browserWait = 15 * time.Second // the longest any step may take
+
+func chromiumPath() string {
+	if p := os.Getenv("COURIER_CHROMIUM"); p != "" {
+		return p
+	}
+	for _, name := range []string{"chromium", "chromium-browser", "google-chrome", "google-chrome-stable", "chrome"} {
+		if p, err := exec.LookPath(name); err == nil {
+			return p
+		}
+	}
+	return ""
+}
+
+func skipBrowser(t *testing.T, format string, args ...any) {
+	t.Helper()
+	if os.Getenv("COURIER_REQUIRE_BROWSER") == "1" {
+		t.Fatalf(format+" (and COURIER_REQUIRE_BROWSER=1)", args...)
+	}
+	t.Skipf(format+"; skipping the browser test", args...)
+}
+
+// startBrowser starts headless Chromium for one test; it is stopped, and
+// its profile removed, when the test ends.
+func startBrowser(t *testing.T) context.Context {
+	t.Helper()
+	path := chromiumPath()
+	if path == "" {
+		skipBrowser(t, "no Chromium found: install it (apt-get install -y chromium) or set COURIER_CHROMIUM")
+	}
+	dir, err := os.MkdirTemp("", "courier-observe-chromium-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	allocCtx, cancelAlloc := chromedp.NewExecAllocator(context.Background(),
+		chromedp.ExecPath(path),
+		chromedp.NoSandbox, // tests may run as root
+		chromedp.Headless,
+		chromedp.DisableGPU,
+		chromedp.NoFirstRun,
+		chromedp.NoDefaultBrowserCheck,
+		chromedp.UserDataDir(dir),
+		chromedp.WindowSize(1200, 900),
+		chromedp.Flag("disable-background-networking", true),
+		chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("disable-sync", true),
+		chromedp.Flag("disable-dev-shm-usage", true),
+		chromedp.Flag("disable-extensions", true),
+		chromedp.Flag("disable-background-timer-throttling", true),
+		chromedp.Flag("disable-renderer-backgrounding", true),
+		chromedp.Flag("disable-backgrounding-occluded-windows", true),
+		chromedp.Flag("no-proxy-server", true),
+	)
+	ctx, cancel := chromedp.NewContext(allocCtx)
+	t.Cleanup(func() {
+		cancel()
+		cancelAlloc()
+		for range 50 { // Chromium's helpers may still write in the profile
+			if os.RemoveAll(dir) == nil {
+				return
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	})
+	// The first action starts the browser and ties its life to the context
+	// it gets: give it ctx itself, and bound the wait separately.
+	started := make(chan error, 1)
+	go func() { started <- chromedp.Do(ctx) }()
+	select {
+	case err = <-started:
+	case <-time.After(30 * time.Second):
+		cancel()
+		<-started
+		err = fmt.Errorf("not started within 30s")
+	}
+	if err != nil {
+		skipBrowser(t, "Chromium %s did not start: %v", path, err)
+	}
+	return ctx
+}
+
+// tab is a page in a browser context of its own.
+type tab struct {
+	t    *testing.T
+	name string
+	ctx  context.Context
+
+	mu      sync.Mutex
+	console []string // exceptions and console errors
+}
+
+// openTab opens url in a tab of its own browser context.
+func openTab(t *testing.T, browser context.Context, name, url string) *tab {
+	t.Helper()
+	ctx, cancel := chromedp.NewContext(browser, chromedp.WithNewBrowserContext())
+	t.Cleanup(cancel)
+	// The first action opens the tab and ties its life to the context it
+	// gets: give it ctx itself, and bound the wait separately.
+	opened := make(chan error, 1)
+	go func() { opened <- chromedp.Do(ctx) }()
+	select {
+	case err := <-opened:
+		if err != nil {
+			t.Fatalf("open %s: %v", name, err)
+		}
+	case <-time.After(browserWait):
+		cancel()
+		<-opened
+		t.Fatalf("open %s: no tab within %v", name, browserWait)
+	}
+	p := &tab{t: t, name: name, ctx: ctx}
+	p.do(chromedp.Navigate(url))
+	go func() {
+		for m, err := range chromedp.Console(ctx) {
+			if err != nil {
+				return
+			}
+			if m.IsException() || m.Type == chromedp.ConsoleError {
+				p.mu.Lock()
+				p.console = append(p.console, m.String())
+				p.mu.Unlock()
+			}
+		}
+	}()
+	return p
+}
+
+func (p *tab) do(actions ...chromedp.Action[chromedp.Void]) {
+	p.t.Helper()
+	ctx, cancel := context.WithTimeout(p.ctx, browserWait)
+	defer cancel()
+	if err := chromedp.Do(ctx, actions...); err != nil {
+		p.t.Fatalf("%s: %v%s", p.name, err, p.consoleText())
+	}
+}
+
+// eval evaluates a JavaScript expression (awaiting a promise) into a T.
+func eval[T any](p *tab, expr string) T {
+	p.t.Helper()
+	ctx, cancel := context.WithTimeout(p.ctx, browserWait)
+	defer cancel()
+	v, err := chromedp.Run(ctx, chromedp.Evaluate[T](expr, chromedp.EvalAwaitPromise))
+	if err != nil {
+		p.t.Fatalf("%s: evaluate %s: %v%s", p.name, expr, err, p.consoleText())
+	}
+	return v
+}
+
+// waitJS waits up to d until expr is truthy and returns how long it took.
+func (p *tab) waitJS(d time.Duration, expr, what string) time.Duration {
+	p.t.Helper()
+	start := time.Now()
+	ctx, cancel := context.WithTimeout(p.ctx, d+2*time.Second)
+	defer cancel()
+	_, err := chromedp.Run(ctx, chromedp.Poll[chromedp.Void](expr,
+		chromedp.WithPollingInterval(20*time.Millisecond), chromedp.WithPollingTimeout(d)))
+	if err != nil {
+		p.t.Fatalf("%s: waiting %v for %s: %v\npage: %s%s", p.name, d, what, err, p.describe(), p.consoleText())
+	}
+	return time.Since(start)
+}
+
+// describe returns the page's address, status line and client state.
+func (p *tab) describe() string {
+	ctx, cancel := context.WithTimeout(p.ctx, 2*time.Second)
+	defer cancel()
+	s, err := chromedp.Run(ctx, chromedp.Evaluate[string](`JSON.stringify({
+		url: location.href,
+		status: document.querySelector('#status')?.textContent,
+		state: (globalThis.courierAdmin?.client || globalThis.c)?.state,
+		events: globalThis.events,
+		body: document.body?.innerText.slice(0, 300)})`))
+	if err != nil {
+		return err.Error()
+	}
+	return s
+}
+
+func (p *tab) consoleText() string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if len(p.console) == 0 {
+		return ""
+	}
+	return "\nconsole:\n  " + strings.Join(p.console, "\n  ")
+}
+
+func (p *tab) checkConsole() {
+	p.t.Helper()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, m := range p.console {
+		p.t.Errorf("%s logged: %s", p.name, m)
+	}
+}
+
+// clientPage is a bare page with a Courier client of the stack's bridge,
+// as window.c; window.events records its connects and resumes.
+const clientPage = `<!doctype html>
+<meta charset="utf-8">
+<link rel="icon" href="data:,">
+<title>client</title>
+<script type="module">
+import { connect } from '/bus/client.js';
+window.events = [];
+const c = connect('/bus/', { minBackoff: 100, maxBackoff: 300 });
+c.on('connect', (e) => events.push({ type: 'connect', session: e.session, resumed: e.resumed }));
+c.on('resume', (e) => events.push({ type: 'resume', session: e.session, resumed: e.resumed }));
+c.on('disconnect', (e) => events.push({ type: 'disconnect', code: e.code }));
+window.c = c;
+</script>
+`
+
+// TestAdminPageInBrowser is the admin page's acceptance test in Chromium:
+// a client connecting and joining a room shows within a second;
+// re-driving a dead letter delivers it to its subscriber; disconnecting a
+// client shows the client's resume.
+func TestAdminPageInBrowser(t *testing.T) {
+	browser := startBrowser(t)
+	s := newStack(t, stackConfig{bridgeOpts: []bridge.Option{bridge.ExposeRooms("*", bridge.Join, bridge.Presence)}})
+	withAdmin(t, s, observe.BasicAuth(adminUser, adminPass))
+	s.mux.HandleFunc("GET /client.html", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		io.WriteString(w, clientPage)
+	})
+	// The password goes in the address, as a user would type it into the
+	// browser's dialog (headless Chromium cannot show one): the browser
+	// sends it with the page's requests and its WebSocket handshake.
+	adminURL := strings.Replace(s.srv.URL, "http://", "http://"+adminUser+":"+adminPass+"@", 1) + "/admin/"
+	admin := openTab(t, browser, "admin page", adminURL)
+	admin.waitJS(browserWait, `globalThis.courierAdmin && courierAdmin.snapshots > 0 &&
+		document.querySelector('#status').dataset.state === 'live'`, "the admin page to go live")
+	if got := eval[string](admin, `document.querySelector('#bridge-connections').textContent`); got != "0" {
+		t.Fatalf("connections before any client: %q", got)
+	}
+
+	var sid string
+	client := openTab(t, browser, "client page", s.srv.URL+"/client.html")
+	t.Run("connect and join", func(t *testing.T) {
+		client.waitJS(browserWait, `window.c && c.state === 'online'`, "the client to connect")
+		took := admin.waitJS(time.Second, `document.querySelector('#bridge-connections').textContent === '1' &&
+			document.querySelector('#bridge-sessions').textContent === '1'`, "the client's connection on the admin page")
+		t.Logf("the connection showed after %v", took)
+		sid = eval[string](client, `c.session`)
+		eval[bool](client, `c.join('lobby').then(() => true)`)
+		took = admin.waitJS(time.Second, fmt.Sprintf(`document.querySelector('[data-room="lobby"] [data-member=%q]') !== null &&
+			document.querySelector('#sessions [data-session=%q]') !== null`, sid, sid), "the client in lobby on the admin page")
+		t.Logf("the join showed after %v", took)
+	})
+	if t.Failed() {
+		return
+	}
+
+	t.Run("redrive", func(t *testing.T) {
+		var fail atomic.Bool
+		fail.Store(true)
+		got := deadLetterJob(t, s.bus, &fail, order{ID: 99})
+		row := `document.querySelector('[data-dead="$dead.jobs#1"]')`
+		admin.waitJS(5*time.Second, row+` !== null && `+row+`.textContent.includes('payment service said no')`,
+			"the dead letter with its error on the admin page")
+		fail.Store(false)
+		eval[bool](admin, row+`.querySelector('button.redrive').click() || true`)
+		select {
+		case m := <-got:
+			if m.Value.ID != 99 || m.Header(observe.RedrivenHeader) != "$dead.jobs#1" {
+				t.Errorf("re-driven message: %+v, headers %v", m.Value, m.Headers())
+			}
+		case <-time.After(browserWait):
+			t.Fatalf("the re-driven message did not reach the subscriber%s", admin.consoleText())
+		}
+		admin.waitJS(5*time.Second, row+`.querySelector('.redriven')?.textContent === 're-driven as #2'`,
+			"the re-drive on the admin page")
+	})
+
+	t.Run("disconnect", func(t *testing.T) {
+		if _, ok := any(s.br).(interface{ Disconnect(string) error }); !ok {
+			disabled := eval[bool](admin, fmt.Sprintf(`document.querySelector('#sessions [data-session=%q] button.disconnect').disabled`, sid))
+			if !disabled {
+				t.Error("the disconnect button is enabled, but the bridge cannot disconnect")
+			}
+			t.Skip("bridge.Bridge has no Disconnect(sessionID string) error method yet: the page shows the button disabled")
+		}
+		resumedBefore := eval[string](admin, `document.querySelector('#bridge-resumed').textContent`)
+		eval[bool](admin, fmt.Sprintf(`document.querySelector('#sessions [data-session=%q] button.disconnect').click() || true`, sid))
+		client.waitJS(browserWait, fmt.Sprintf(`events.some((e) => e.type === 'resume' && e.session === %q && e.resumed)`, sid),
+			"the client to resume its session")
+		admin.waitJS(5*time.Second, fmt.Sprintf(`document.querySelector('#bridge-resumed').textContent !== %q &&
+			document.querySelector('#sessions [data-session=%q]') !== null`, resumedBefore, sid),
+			"the resume on the admin page")
+	})
+	admin.checkConsole()
+	client.checkConsole()
+}
