@@ -10,6 +10,7 @@ import (
 	"os"
 	"runtime"
 	"runtime/debug"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -23,6 +24,11 @@ import (
 
 // childEnv names the role a re-executed benchmark binary plays.
 const childEnv = "COURIER_BENCH_CHILD"
+
+// cpuProfileEnv, when set to a file name, makes a WebSocket server child
+// write a CPU profile of its whole life there (with several runs, the
+// last one's stays).
+const cpuProfileEnv = "COURIER_BENCH_SERVER_CPUPROFILE"
 
 // ChildMain plays the child role this process was started for, if any,
 // and exits; it returns false at once in a process that is no child. Call
@@ -68,6 +74,17 @@ func runChild(role string, servers []WSServer) error {
 func serveWS(s WSServer) error {
 	if _, err := RaiseFileLimit(); err != nil {
 		return err
+	}
+	if path := os.Getenv(cpuProfileEnv); path != "" {
+		f, err := os.Create(path)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
 	}
 	mux := http.NewServeMux()
 	rt, err := s.Start(mux)

@@ -206,3 +206,21 @@ func RaiseFileLimit() (uint64, error) {
 	}
 	return rl.Cur, nil
 }
+
+// ProcWrites returns the number of write system calls process pid has
+// made (syscw in /proc/<pid>/io), or -1.
+func ProcWrites(pid int) int64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/io", pid))
+	if err != nil {
+		return -1
+	}
+	for line := range strings.Lines(string(b)) {
+		if rest, ok := strings.CutPrefix(line, "syscw:"); ok {
+			n, err := strconv.ParseInt(strings.TrimSpace(rest), 10, 64)
+			if err == nil {
+				return n
+			}
+		}
+	}
+	return -1
+}

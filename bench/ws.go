@@ -130,6 +130,7 @@ type WSOptions struct {
 // Metrics of the WebSocket scenarios.
 const (
 	ServerCPUPerMsg = "server-cpu-ns/msg" // server process CPU time per delivered message
+	WritesPerMsg    = "server-writes/msg" // server write system calls per delivered message
 	P50Ms           = "p50-ms"            // median time for one broadcast to reach every client
 	P99Ms           = "p99-ms"            // 99th percentile of the same
 	RSSPerConn      = "rss-per-conn"      // server RSS growth per idle connection, bytes
@@ -384,7 +385,7 @@ func RunWS(impl WSImpl, opt WSOptions) (Metrics, error) {
 
 	// Throughput.
 	base := tr.delivered.Load()
-	cpu0, start := ProcCPU(srv.pid()), time.Now()
+	cpu0, w0, start := ProcCPU(srv.pid()), ProcWrites(srv.pid()), time.Now()
 	sent := 0
 	for sent < opt.Messages && time.Since(start) < opt.ThroughputTime {
 		if err := srv.broadcast(opt.Batch, k); err != nil {
@@ -399,7 +400,7 @@ func RunWS(impl WSImpl, opt WSOptions) (Metrics, error) {
 	if err := tr.wait(base+n*int64(sent), 30*time.Second); err != nil {
 		return nil, err
 	}
-	wall, cpu := time.Since(start), ProcCPU(srv.pid())-cpu0
+	wall, cpu, writes := time.Since(start), ProcCPU(srv.pid())-cpu0, ProcWrites(srv.pid())-w0
 	deliveries := float64(n) * float64(sent)
 
 	// Latency: one broadcast at a time.
@@ -421,6 +422,7 @@ func RunWS(impl WSImpl, opt WSOptions) (Metrics, error) {
 	return Metrics{
 		MsgsPerSec:      deliveries / wall.Seconds(),
 		ServerCPUPerMsg: float64(cpu.Nanoseconds()) / deliveries,
+		WritesPerMsg:    float64(writes) / deliveries,
 		P50Ms:           Percentile(lat, 50),
 		P99Ms:           Percentile(lat, 99),
 		RSSPerConn:      float64(rss1-rss0) / float64(n),

@@ -205,6 +205,33 @@ func CourierWS() WSImpl {
 	}
 }
 
+// CourierRaw is the bridge with clients that speak the wire protocol as
+// raw frames (hello, a volatile subscribe, then reading), as a browser
+// does and as the melody and Centrifuge clients do: the same server as
+// CourierWS, with clients as cheap as the baseline's.
+func CourierRaw() WSImpl {
+	return WSImpl{
+		Name: "courier-raw", Server: "courier",
+		Note: "the same bridge; clients: its wire protocol as raw frames over gorilla/websocket, volatile subscription",
+		Dial: func(ctx context.Context, addr string, got func([]byte)) (io.Closer, error) {
+			conn, err := DialWS(ctx, addr)
+			if err != nil {
+				return nil, err
+			}
+			p := &protoRT{conn: conn}
+			err = p.call([]byte(`{"op":"hello","v":1,"id":"h"}`), `"id":"h"`, "welcome")
+			if err == nil {
+				err = p.call([]byte(`{"op":"subscribe","id":"s","sub":"s1","pattern":"`+BroadcastName+`","volatile":true}`), `"id":"s"`, "subscribed")
+			}
+			if err != nil {
+				conn.Close()
+				return nil, err
+			}
+			return ReadLoop(conn, got), nil
+		},
+	}
+}
+
 // protoRT is a client of the bridge's wire protocol (docs/protocol.md),
 // written with raw frames as a browser's would be.
 type protoRT struct {

@@ -24,7 +24,7 @@ func WSServers() []bench.WSServer {
 
 // WSImpls returns every WebSocket implementation, baseline first.
 func WSImpls() []bench.WSImpl {
-	return []bench.WSImpl{bench.Melody(), bench.CourierWS(), Centrifuge()}
+	return []bench.WSImpl{bench.Melody(), bench.CourierWS(), bench.CourierRaw(), Centrifuge()}
 }
 
 // CentrifugeServer is Centrifuge embedded with its in-memory broker:

@@ -280,6 +280,9 @@ func (r *runner) plan() {
 		}
 		if r.cfg.want(scRT) {
 			for _, im := range peers.WSImpls() {
+				if im.RoundTripper == nil {
+					continue
+				}
 				k := key{scRT, "1 client", im.Name}
 				if im.Name == "melody" {
 					res.baseline[scRT+"/"+k.cas] = im.Name

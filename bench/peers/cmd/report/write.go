@@ -302,19 +302,21 @@ func markdown(cfg config, res *results, m bench.Machine) string {
 		p("32, at most two batches in flight (so that no library's per-connection queue overflows), for up to\n")
 		p("2 s. Latency: then up to 50 broadcasts one at a time, each timed from the server's clock before\n")
 		p("publishing to the last client's arrival (the same machine's clock); p99 of 50 is close to the\n")
-		p("maximum. RSS per idle connection: the server's resident set (after a GC and returning freed memory\n")
+		p("maximum. Server writes/msg counts the server's write system calls (/proc/<pid>/io) per delivered\n")
+		p("message: 1 when every frame is written alone, less when a connection's frames are batched. RSS per\n")
+		p("idle connection: the server's resident set (after a GC and returning freed memory\n")
 		p("to the OS) with every client connected and subscribed, less the same before any connected, divided by\n")
 		p("the clients.\n\n")
 		p("![WebSocket delivered msgs/s relative to melody](benchmarks-ws.%s)\n\n![p99 time for one broadcast to reach every client](benchmarks-ws-p99.%s)\n\n", cfg.format, cfg.format)
 		for _, cs := range res.cases(scWS) {
 			p("### %s\n\n", cs)
-			t.head("implementation", "delivered msgs/s", "× melody", "server CPU ns/msg", "× melody", "p50 ms", "p99 ms", "p99 × melody", "RSS/idle conn KiB", "connect s")
+			t.head("implementation", "delivered msgs/s", "× melody", "server CPU ns/msg", "× melody", "server writes/msg", "p50 ms", "p99 ms", "p99 × melody", "RSS/idle conn KiB", "connect s")
 			for _, k := range ks {
 				if k.cas != cs {
 					continue
 				}
 				t.row(k.impl+res.failures(k), res.cell(k, bench.MsgsPerSec, human), res.ratioCell(k, bench.MsgsPerSec),
-					res.cell(k, bench.ServerCPUPerMsg, fixed(0)), res.ratioCell(k, bench.ServerCPUPerMsg),
+					res.cell(k, bench.ServerCPUPerMsg, fixed(0)), res.ratioCell(k, bench.ServerCPUPerMsg), res.cell(k, bench.WritesPerMsg, fixed(2)),
 					res.cell(k, bench.P50Ms, fixed(1)), res.cell(k, bench.P99Ms, fixed(1)), res.ratioCell(k, bench.P99Ms),
 					res.cell(k, bench.RSSPerConn, scaled(1024, 1)), res.cell(k, bench.ConnectSec, fixed(1)))
 			}
@@ -513,8 +515,20 @@ func bars(res *results) []bar {
 		bs = append(bs, bar{issue: "bridge", what: "broadcast, " + cs + ": delivered msgs/s ÷ raw melody", k: k, base: &base, metric: bench.MsgsPerSec, op: "≥", limit: 1.5, format: ratio})
 	}
 	for _, cs := range wsCases {
+		k, base := key{scWS, cs, "courier-raw"}, key{scWS, cs, "melody"}
+		if res.runs[k] != nil {
+			bs = append(bs, bar{issue: "bridge", what: "(the same server with raw protocol clients, courier-raw, for comparison), " + cs, k: k, base: &base, metric: bench.MsgsPerSec, format: ratio})
+		}
+	}
+	for _, cs := range wsCases {
 		k, base := key{scWS, cs, "courier"}, key{scWS, cs, "melody"}
 		bs = append(bs, bar{issue: "bridge", what: "broadcast, " + cs + ": server CPU per delivered message ÷ raw melody", k: k, base: &base, metric: bench.ServerCPUPerMsg, op: "≤", limit: 0.5, format: ratio})
+	}
+	for _, cs := range wsCases {
+		k, base := key{scWS, cs, "courier-raw"}, key{scWS, cs, "melody"}
+		if res.runs[k] != nil {
+			bs = append(bs, bar{issue: "bridge", what: "(courier-raw, for comparison), " + cs, k: k, base: &base, metric: bench.ServerCPUPerMsg, format: ratio})
+		}
 	}
 	if len(wsCases) > 0 {
 		cs := wsCases[len(wsCases)-1]
@@ -525,6 +539,12 @@ func bars(res *results) []bar {
 	for _, cs := range wsCases {
 		k, base := key{scWS, cs, "courier"}, key{scWS, cs, "melody"}
 		bs = append(bs, bar{issue: "bridge", what: "broadcast, " + cs + ": p99 time for one broadcast to reach all ÷ raw melody", k: k, base: &base, metric: bench.P99Ms, op: "≤", limit: 1.0, format: ratio})
+	}
+	for _, cs := range wsCases {
+		k, base := key{scWS, cs, "courier-raw"}, key{scWS, cs, "melody"}
+		if res.runs[k] != nil {
+			bs = append(bs, bar{issue: "bridge", what: "(courier-raw, for comparison), " + cs, k: k, base: &base, metric: bench.P99Ms, format: ratio})
+		}
 	}
 	return bs
 }
@@ -540,10 +560,11 @@ const methodNotes = `Notes on method:
 
 - Every server listens on 127.0.0.1; every loop is bounded in count and in time; nothing leaves the machine.
 - The load generator and the WebSocket server share the machine's cores, so wall-clock figures of the
-  WebSocket scenarios include the clients' work: the Courier clients are full Go clients (bridge/client:
-  a goroutine per subscription, JSON decoding of every frame), the melody and Centrifuge clients raw
-  readers that only scan the bytes. Server CPU per delivered message is the figure that compares the
-  servers alone.
+  WebSocket scenarios include the clients' work: the "courier" clients are full Go clients
+  (bridge/client: JSON decoding of every frame, a goroutine per subscription), as the bridge's bars ask;
+  the "courier-raw", melody and Centrifuge clients are raw readers that only scan the bytes (they still
+  speak each server's protocol to connect and subscribe). Server CPU per delivered message is the
+  figure that compares the servers alone.
 - Peers take bytes where that is their API (Watermill, NATS, JetStream, Centrifuge, melody): the JSON
   encoding (and, for in-process subscribers, decoding) is inside the measured loop, as it would be in
   their users' code. Courier and EventBus hand over the Go value.
@@ -551,7 +572,9 @@ const methodNotes = `Notes on method:
   differ. Ratios within a scenario are.`
 
 // limitsNotes say what limits the bars that are missed, from profiles.
-const limitsNotes = `What limits the missed bars (from CPU profiles of the same scenarios; see the final section of
-this page's generator, bench/peers/cmd/report/write.go, to update it):
+const limitsNotes = `## What limits the missed bars
+
+From CPU profiles of the same scenarios (the text is kept in bench/peers/cmd/report/findings.go; a
+WebSocket server child writes a CPU profile when COURIER_BENCH_SERVER_CPUPROFILE names a file):
 
 ` + profileFindings
