@@ -113,7 +113,7 @@ func New(b *bus.Bus, opts ...Option) (*Bridge, error) {
 	br.wg.Add(cfg.catchupWorkers + 1)
 	go func() {
 		defer br.wg.Done()
-		br.pollLoop()
+		br.clockLoop()
 	}()
 	for range cfg.catchupWorkers {
 		go func() {
@@ -390,7 +390,7 @@ func (b *Bridge) Identity(sessionID string) (Identity, bool) {
 	return s.ident, true
 }
 
-// now reads the bridge's coarse clock, which the poll loop advances every
+// now reads the bridge's coarse clock, which the clock loop advances every
 // 10ms: ack deadlines need no finer time, and reading it costs nothing.
 func (b *Bridge) now() int64 { return b.clock.Load() }
 

@@ -50,14 +50,10 @@
 // The bridge holds one bus subscription per distinct pattern its clients
 // use and fans each message out itself, encoding it once for every
 // connection; frames queued for a connection are written together as one
-// WebSocket message.
-//
-// The bus does not hand messages addressed with [bus.To] to a subscription
-// without an owner, so the bridge reads them from history: when a client
-// of the bridge published one, at once; otherwise when the next message of
-// the topic arrives, or within 10ms for topics that carried addressed
-// messages in the last minute. An in-process addressed message on a topic
-// that had none before waits for the topic's next message.
+// WebSocket message. These subscriptions are [bus.Unfiltered]: messages
+// addressed with [bus.To], [bus.Except] or [bus.ExceptMember], published by
+// a client or in-process, reach the bridge like any other, and it hands
+// each to the sessions it reaches ([bus.Message.Reaches]).
 //
 // # Server timeouts
 //

@@ -607,11 +607,6 @@ func (c *conn) publish(s *session, f *wire.Frame) {
 		c.fail(f.ID, codeOf(err, wire.CodeInternal), errText(err))
 		return
 	}
-	if len(f.To) > 0 && seq != 0 {
-		// The bus does not hand addressed messages to the bridge's
-		// subscriptions: fan it out now.
-		b.pokeRoutes(topic, seq)
-	}
 	if f.ID == "" {
 		return
 	}

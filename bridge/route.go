@@ -2,9 +2,7 @@ package bridge
 
 import (
 	"context"
-	"errors"
 	"slices"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -14,25 +12,15 @@ import (
 
 // route is the bridge's one bus subscription for a distinct pattern: it
 // fans each message out to the client subscriptions on it, encoding the
-// message once.
-//
-// The bus hands a subscription without an owner no message addressed with
-// To, so the route sees gaps in a topic's sequence where such messages
-// were published. It fills them from history before going on, so that the
-// client subscriptions see every sequence number in order: on the next
-// message of the topic, at once when a client of this bridge published the
-// addressed message (poke), and within a few milliseconds for topics that
-// carried addressed messages lately (the bridge polls them).
+// message once. The subscription is [bus.Unfiltered]: it gets every
+// message of its topics, those addressed with [bus.To] included, in
+// sequence order per topic, and the bridge applies the room filters per
+// member with [bus.Message.Reaches].
 type route struct {
 	b       *Bridge
 	pattern string // bus pattern
 	sub     *bus.Subscription
 	subs    atomic.Pointer[[]*csub] // copy on write, under b.routeMu
-	start   time.Time               // when the route began
-
-	mu        sync.Mutex           // serializes fan-out: bus deliveries, fills and pokes
-	last      map[string]uint64    // per topic: last sequence number fanned out
-	addressed map[string]time.Time // topics with addressed messages, when last seen
 }
 
 // acquire returns the route of a bus pattern with cs added, subscribing to
@@ -45,9 +33,10 @@ func (b *Bridge) acquire(pattern string, cs *csub) (*route, error) {
 	}
 	rt := b.routes[pattern]
 	if rt == nil {
-		rt = &route{b: b, pattern: pattern, start: time.Now(), last: make(map[string]uint64)}
+		rt = &route{b: b, pattern: pattern}
 		rt.subs.Store(&[]*csub{})
-		sub, err := b.bus.Subscribe(pattern, rt.handle, bus.QueueSize(b.cfg.fanoutQueue), bus.OnFull(bus.Block))
+		sub, err := b.bus.Subscribe(pattern, rt.handle, bus.Unfiltered(),
+			bus.QueueSize(b.cfg.fanoutQueue), bus.OnFull(bus.Block))
 		if err != nil {
 			return nil, err
 		}
@@ -81,109 +70,11 @@ func (b *Bridge) release(cs *csub) {
 // handle is the route's bus handler: it runs on the route's subscription
 // goroutine, one message at a time, in sequence order per topic.
 func (rt *route) handle(_ context.Context, m bus.Message[any]) error {
-	rt.mu.Lock()
-	defer rt.mu.Unlock()
-	seq := m.Seq()
-	if seq == 0 {
-		rt.fanout(&m)
-		return nil
-	}
-	topic := m.Topic()
-	last, known := rt.last[topic]
-	switch {
-	case known && seq <= last:
-		return nil // filled from history already
-	case known && seq > last+1:
-		rt.fill(topic, last+1, seq-1)
-	case !known:
-		rt.backfill(topic, seq-1)
-	}
 	rt.fanout(&m)
-	rt.last[topic] = seq
 	return nil
 }
 
-// poke makes the route fan out topic up to seq, reading from history what
-// the bus did not hand it (messages addressed with To).
-func (rt *route) poke(topic string, seq uint64) {
-	rt.mu.Lock()
-	defer rt.mu.Unlock()
-	last, known := rt.last[topic]
-	switch {
-	case known && seq <= last:
-	case known:
-		rt.fill(topic, last+1, seq)
-	default:
-		rt.backfill(topic, seq)
-	}
-}
-
-// backfill fans out the messages of a topic the route has not seen yet,
-// published since the route began, up to seq. Caller holds rt.mu.
-func (rt *route) backfill(topic string, seq uint64) {
-	if seq == 0 {
-		return
-	}
-	b := rt.b
-	first, err := b.firstHeld(topic, 1)
-	if err != nil || first > seq {
-		return
-	}
-	// The first message published since the route began.
-	lo, hi := first, seq+1
-	for lo < hi {
-		mid := lo + (hi-lo)/2
-		msgs, err := b.bus.Read(b.ctx, topic, mid, 1)
-		if err != nil || len(msgs) == 0 {
-			return
-		}
-		if msgs[0].Time().Before(rt.start) {
-			lo = mid + 1
-		} else {
-			hi = mid
-		}
-	}
-	if lo <= seq {
-		rt.fill(topic, lo, seq)
-	} else {
-		rt.last[topic] = seq
-	}
-}
-
-// fill fans out the messages from..to of topic from history. Caller holds
-// rt.mu.
-func (rt *route) fill(topic string, from, to uint64) {
-	b := rt.b
-	for from <= to {
-		msgs, err := b.bus.Read(b.ctx, topic, from, int(min(to-from+1, 256)))
-		if errors.Is(err, bus.ErrNotCovered) {
-			if from, err = b.firstHeld(topic, from); err == nil {
-				continue
-			}
-		}
-		if err != nil || len(msgs) == 0 {
-			break
-		}
-		for i := range msgs {
-			m := &msgs[i]
-			if m.Seq() > to {
-				break
-			}
-			if len(m.Rooms()) > 0 {
-				if rt.addressed == nil {
-					rt.addressed = make(map[string]time.Time)
-				}
-				rt.addressed[topic] = time.Now()
-			}
-			rt.fanout(m)
-			from = m.Seq() + 1
-		}
-	}
-	rt.last[topic] = max(rt.last[topic], to)
-}
-
-// fanout offers one message to the route's client subscriptions. Caller
-// holds rt.mu.
+// fanout offers one message to the route's client subscriptions.
 func (rt *route) fanout(m *bus.Message[any]) {
 	list := *rt.subs.Load()
 	if len(list) == 0 {
@@ -205,26 +96,8 @@ func (rt *route) fanout(m *bus.Message[any]) {
 	}
 }
 
-// pokeRoutes makes the routes matching topic fan it out up to seq, after
-// a client of this bridge published an addressed message.
-func (b *Bridge) pokeRoutes(topic string, seq uint64) {
-	b.routeMu.Lock()
-	var rts []*route
-	for p, rt := range b.routes {
-		if bus.Match(p, topic) {
-			rts = append(rts, rt)
-		}
-	}
-	b.routeMu.Unlock()
-	for _, rt := range rts {
-		rt.poke(topic, seq)
-	}
-}
-
-// pollLoop pokes, every few milliseconds, the topics that carried
-// addressed messages in the last minute, so that one published in-process
-// with nothing after it is not held back.
-func (b *Bridge) pollLoop() {
+// clockLoop advances the bridge's coarse clock every few milliseconds.
+func (b *Bridge) clockLoop() {
 	t := time.NewTicker(10 * time.Millisecond)
 	defer t.Stop()
 	for {
@@ -234,36 +107,7 @@ func (b *Bridge) pollLoop() {
 		case <-t.C:
 		}
 		b.clock.Store(int64(time.Since(b.clock0)))
-		b.routeMu.Lock()
-		rts := make([]*route, 0, len(b.routes))
-		for _, rt := range b.routes {
-			rts = append(rts, rt)
-		}
-		b.routeMu.Unlock()
-		for _, rt := range rts {
-			for _, topic := range rt.addressedTopics() {
-				if pos, err := b.bus.Position(b.ctx, topic); err == nil {
-					rt.poke(topic, pos.Seq)
-				}
-			}
-		}
 	}
-}
-
-// addressedTopics returns the topics with addressed messages in the last
-// minute, forgetting older ones.
-func (rt *route) addressedTopics() []string {
-	rt.mu.Lock()
-	defer rt.mu.Unlock()
-	var out []string
-	for topic, at := range rt.addressed {
-		if time.Since(at) > time.Minute {
-			delete(rt.addressed, topic)
-			continue
-		}
-		out = append(out, topic)
-	}
-	return out
 }
 
 // tail encodes the shared part of a message frame.
