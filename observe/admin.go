@@ -93,6 +93,7 @@ func NewAdmin(b *bus.Bus, opts ...AdminOption) (*Admin, error) {
 	}
 	a.br = br
 	a.snap = newSnapshotter(b, &cfg)
+	a.snap.own = func() int { return br.Stats().Sessions }
 	a.ctx, a.stop = context.WithCancel(context.Background())
 	a.wg.Add(1)
 	go func() {

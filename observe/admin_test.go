@@ -433,6 +433,9 @@ func TestAdminPushes(t *testing.T) {
 	if snap["store"] == nil {
 		t.Error("no store in the snapshot")
 	}
+	if m := snap["bus"].(map[string]any)["members"]; m != float64(1) {
+		t.Errorf("bus members %v, want 1: the client, not the admin page", m)
+	}
 
 	var fail atomic.Bool
 	fail.Store(true)

@@ -63,7 +63,7 @@ type busRow struct {
 	Topics        int `json:"topics"`
 	Subscriptions int `json:"subscriptions"`
 	Rooms         int `json:"rooms"`
-	Members       int `json:"members"`
+	Members       int `json:"members"` // the admin pages' own sessions left out
 }
 
 type topicRow struct {
@@ -157,6 +157,7 @@ type snapshotter struct {
 	st       *persist.Store
 	interval time.Duration
 	deadMax  int
+	own      func() int // sessions of the admin's own bridge (its pages), members of the bus too
 
 	mu       sync.Mutex // guards the fields below
 	baseAt   time.Time
@@ -189,6 +190,9 @@ func (s *snapshotter) take(ctx context.Context) *snapshot {
 		Caps: capabilities{Bridge: s.br != nil, Store: s.st != nil, Disconnect: canDisconnect(s.br)},
 		Bus:  busRow{Topics: len(st.Topics), Subscriptions: len(st.Subscriptions), Rooms: st.Rooms, Members: st.Members},
 		More: map[string]int{},
+	}
+	if s.own != nil {
+		snap.Bus.Members = max(0, st.Members-s.own())
 	}
 
 	s.mu.Lock()
