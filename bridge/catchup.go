@@ -205,24 +205,11 @@ func (s *session) resync(cs *csub, st *stream, seq uint64) {
 
 // firstHeld returns the oldest sequence number at or after from that the
 // history of topic still holds (the next one to be published when it holds
-// none). The bus has no call for it, so it searches with one-message reads.
+// none).
 func (b *Bridge) firstHeld(topic string, from uint64) (uint64, error) {
-	pos, err := b.bus.Position(b.ctx, topic)
+	bd, err := b.bus.Bounds(b.ctx, topic)
 	if err != nil {
 		return 0, err
 	}
-	lo, hi := from, pos.Seq+1 // hi is always covered (the future)
-	for lo < hi {
-		mid := lo + (hi-lo)/2
-		_, err := b.bus.Read(b.ctx, topic, mid, 1)
-		switch {
-		case err == nil:
-			hi = mid
-		case errors.Is(err, bus.ErrNotCovered):
-			lo = mid + 1
-		default:
-			return 0, err
-		}
-	}
-	return lo, nil
+	return max(from, bd.First), nil
 }

@@ -258,23 +258,24 @@ func (c *conn) handleHello(f *wire.Frame) {
 // they are owed.
 func (s *session) uncovered() map[*csub]bool {
 	type check struct {
-		cs    *csub
-		topic string
-		from  uint64
+		cs          *csub
+		topic       string
+		epoch, from uint64
 	}
 	var checks []check
 	s.mu.Lock()
 	for _, cs := range s.subs {
 		for _, st := range cs.streams {
 			if !st.synced {
-				checks = append(checks, check{cs, st.topic, st.next})
+				checks = append(checks, check{cs, st.topic, st.epoch, st.next})
 			}
 		}
 	}
 	s.mu.Unlock()
 	var lost map[*csub]bool
 	for _, ch := range checks {
-		if _, err := s.b.bus.Read(s.b.ctx, ch.topic, ch.from, 1); errors.Is(err, bus.ErrNotCovered) {
+		bd, err := s.b.bus.Bounds(s.b.ctx, ch.topic)
+		if err == nil && (ch.from < bd.First || bd.Epoch != ch.epoch) {
 			if lost == nil {
 				lost = make(map[*csub]bool)
 			}

@@ -4,6 +4,13 @@
 //
 //	go run ./examples/chat                      # http://127.0.0.1:8080/
 //	go run ./examples/chat -addr 127.0.0.1:9000 -memory
+//	go run ./examples/chat -admin-password s3cret # and http://127.0.0.1:8080/admin/
+//
+// Prometheus metrics of the bus, the bridge and the store are at /metrics
+// (package observe). The admin page at /admin/ shows topics, rooms,
+// sessions and dead letters live; it opens to the user "admin" with the
+// password of -admin-password (or $CHAT_ADMIN_PASSWORD), and stays closed
+// without one.
 //
 // The bridge is mounted at /bus/ on the program's own mux and exposes only
 // the chat: topics "chat.<room>" (subscribe, publish), the endpoints
@@ -31,6 +38,8 @@ func main() {
 	flag.StringVar(&cfg.dataDir, "data", "./chat-data", "Badger directory that keeps the messages")
 	flag.BoolVar(&cfg.memory, "memory", false, "keep the messages in memory only")
 	flag.IntVar(&cfg.history, "history", 50, "messages shown on joining a room")
+	flag.StringVar(&cfg.adminPassword, "admin-password", os.Getenv("CHAT_ADMIN_PASSWORD"),
+		"password of the user \"admin\" on the admin page at /admin/ (default $CHAT_ADMIN_PASSWORD; empty: the page stays closed)")
 	verbose := flag.Bool("v", false, "log debug messages")
 	flag.Parse()
 	level := slog.LevelInfo
@@ -67,5 +76,11 @@ func run(ctx context.Context, cfg config, out io.Writer) error {
 		where = "in " + cfg.dataDir
 	}
 	fmt.Fprintf(out, "chat: messages kept %s\nchat: open http://%s/\n", where, ln.Addr())
+	fmt.Fprintf(out, "chat: metrics at http://%s/metrics\n", ln.Addr())
+	if cfg.adminPassword != "" {
+		fmt.Fprintf(out, "chat: admin page at http://%s/admin/ (user admin)\n", ln.Addr())
+	} else {
+		fmt.Fprintln(out, "chat: admin page closed (start with -admin-password to open it)")
+	}
 	return serve(ctx, ln, s, cfg.timeout)
 }

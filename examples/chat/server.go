@@ -16,8 +16,13 @@ import (
 	"unicode"
 	"unicode/utf8"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
 	"github.com/courierbus/courier/bridge"
 	"github.com/courierbus/courier/bus"
+	"github.com/courierbus/courier/observe"
 	"github.com/courierbus/courier/persist"
 )
 
@@ -32,6 +37,9 @@ type config struct {
 	history int           // messages shown on joining a room
 	logger  *slog.Logger  // nil: discard
 	timeout time.Duration // http.Server read and write timeouts; 0: 30s
+	// adminPassword opens the admin page at /admin/ to the user "admin"
+	// with this password; "" leaves it closed.
+	adminPassword string
 }
 
 // Topics, endpoints and rooms. A room "lobby" has its messages on the topic
@@ -47,11 +55,13 @@ const (
 )
 
 // server is the chat: a bus (on Badger unless memory), the bridge mounted
-// at /bus/ and the page at /.
+// at /bus/, the page at /, Prometheus metrics at /metrics and the admin
+// page at /admin/.
 type server struct {
 	bus     *bus.Bus
 	store   *persist.Store // nil in memory
 	bridge  *bridge.Bridge
+	admin   *observe.Admin // nil until made
 	handler http.Handler
 	log     *slog.Logger
 	history int
@@ -67,8 +77,11 @@ func newServer(cfg config) (*server, error) {
 		s.history = 50
 	}
 	var busOpts []bus.Option
+	// The store's commit histograms are filled by its OnCommit hook, so
+	// they exist before the store.
+	commits := observe.NewCommits()
 	if !cfg.memory {
-		st, err := persist.Open(cfg.dataDir, persist.Retain(persist.Limits{Count: 10000}))
+		st, err := persist.Open(cfg.dataDir, persist.Retain(persist.Limits{Count: 10000}), persist.OnCommit(commits.Observe))
 		if err != nil {
 			return nil, fmt.Errorf("chat: open %s: %w", cfg.dataDir, err)
 		}
@@ -99,8 +112,41 @@ func newServer(cfg config) (*server, error) {
 	}
 	s.bridge = br
 
+	// Metrics: the bus, the bridge and the store, read when scraped, plus
+	// the Go runtime's and the process's own.
+	colOpts := []observe.CollectorOption{observe.WithBridge(br), observe.WithCommits(commits)}
+	adminOpts := []observe.AdminOption{observe.WithBridge(br), observe.WithLogger(log)}
+	if s.store != nil {
+		colOpts = append(colOpts, observe.WithStore(s.store))
+		adminOpts = append(adminOpts, observe.WithStore(s.store))
+	}
+	col, err := observe.NewCollector(b, colOpts...)
+	if err != nil {
+		s.Close()
+		return nil, err
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(col, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+
+	// The admin page, behind the password.
+	if cfg.adminPassword != "" {
+		adminOpts = append(adminOpts, observe.BasicAuth("admin", cfg.adminPassword))
+	}
+	if s.admin, err = observe.NewAdmin(b, adminOpts...); err != nil {
+		s.Close()
+		return nil, err
+	}
+
 	mux := http.NewServeMux()
 	mux.Handle("/bus/", br)
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}))
+	if cfg.adminPassword != "" {
+		mux.Handle("/admin/", s.admin)
+	} else {
+		mux.HandleFunc("/admin/", func(w http.ResponseWriter, r *http.Request) {
+			http.Error(w, "chat: the admin page is closed; start the chat with -admin-password to open it", http.StatusForbidden)
+		})
+	}
 	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/html; charset=utf-8")
 		w.Header().Set("Cache-Control", "no-cache")
@@ -216,13 +262,15 @@ func (s *server) endpoints() error {
 	return err
 }
 
-// Handler returns the page, the bridge at /bus/ and /healthz.
+// Handler returns the page, the bridge at /bus/, /metrics, the admin page
+// at /admin/ and /healthz.
 func (s *server) Handler() http.Handler { return s.handler }
 
 // Shutdown tells clients to come back later (close code 1001) and closes
 // the bus and the store.
 func (s *server) Shutdown(ctx context.Context) error {
 	var err error
+	s.closeAdmin()
 	if s.bridge != nil {
 		err = s.bridge.Shutdown(ctx)
 		s.bridge.Close()
@@ -232,10 +280,19 @@ func (s *server) Shutdown(ctx context.Context) error {
 
 // Close closes the bridge (close code 1000), the bus and the store.
 func (s *server) Close() error {
+	s.closeAdmin()
 	if s.bridge != nil {
 		s.bridge.Close()
 	}
 	return s.closeBus()
+}
+
+// closeAdmin closes the admin page (its own bridge to the open admin
+// pages), before the bus it reads.
+func (s *server) closeAdmin() {
+	if s.admin != nil {
+		s.admin.Close()
+	}
 }
 
 func (s *server) closeBus() error {
