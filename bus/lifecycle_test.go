@@ -84,6 +84,9 @@ func TestFullQueuePolicies(t *testing.T) {
 			if d := sub.Stats().Dropped; d != 2 {
 				t.Fatalf("dropped = %d, want 2", d)
 			}
+			if st := b.Stats(); st.Topics[0].Dropped != 2 {
+				t.Fatalf("topic dropped = %d, want 2", st.Topics[0].Dropped)
+			}
 		})
 	})
 	t.Run("DropOldest", func(t *testing.T) {

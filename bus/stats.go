@@ -7,7 +7,7 @@ import (
 )
 
 type topicCounters struct {
-	delivered, redelivered, deadLettered atomic.Uint64
+	delivered, redelivered, deadLettered, dropped atomic.Uint64
 }
 
 type subCounters struct {
@@ -24,6 +24,7 @@ type TopicStats struct {
 	Delivered    uint64 // first deliveries, over all subscriptions
 	Redelivered  uint64 // further attempts
 	DeadLettered uint64
+	Dropped      uint64 // by full queues, over all subscriptions
 	Persisted    bool
 }
 
@@ -75,6 +76,7 @@ func (b *Bus) Stats() Stats {
 			Name: ts.name, Epoch: ts.epoch, Last: last, History: n, Persisted: ts.persisted,
 			Published: published, Delivered: ts.stats.delivered.Load(),
 			Redelivered: ts.stats.redelivered.Load(), DeadLettered: ts.stats.deadLettered.Load(),
+			Dropped: ts.stats.dropped.Load(),
 		})
 	}
 	for _, s := range subs {

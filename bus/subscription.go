@@ -351,12 +351,14 @@ func (s *Subscription) enqueue(e *entry, volatile bool) {
 		switch {
 		case volatile && !s.cfg.volatile || s.cfg.policy == DropNewest:
 			s.stats.dropped.Add(1)
+			e.topic.stats.dropped.Add(1)
 			s.mu.Unlock()
 			return
 		case s.cfg.policy == DropOldest:
 			s.q[s.qh] = nil
 			s.qh++
 			s.stats.dropped.Add(1)
+			e.topic.stats.dropped.Add(1)
 		case s.cfg.policy == Disconnect:
 			s.mu.Unlock()
 			s.b.log.Warn("bus: slow subscription disconnected", "pattern", s.pattern, "queue", s.cfg.queueSize)
