@@ -14,10 +14,8 @@ import (
 // one place.
 
 // topicDropped returns how many of the topic's messages full queues
-// dropped, and whether the bus reports it. Package bus counts drops per
-// subscription only (SubscriptionStats.Dropped); a TopicStats.Dropped
-// field would make this `return t.Dropped, true`.
-func topicDropped(t bus.TopicStats) (uint64, bool) { return 0, false }
+// dropped, and whether the bus reports it.
+func topicDropped(t bus.TopicStats) (uint64, bool) { return t.Dropped, true }
 
 // bridgeView is what observe reads of a bridge at one moment.
 type bridgeView struct {
