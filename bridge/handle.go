@@ -597,9 +597,7 @@ func (c *conn) publish(s *session, f *wire.Frame) {
 		}
 		opts = append(opts, bus.PublisherID(scope+":"+f.PID))
 	}
-	if len(f.Headers) > 0 {
-		opts = append(opts, bus.Headers(f.Headers))
-	}
+	opts = append(opts, bus.Headers(publisherHeaders(s, f.Headers)))
 	ctx, cancel := context.WithTimeout(b.ctx, b.cfg.publishTimeout)
 	topic := b.busName(f.Topic)
 	seq, err := b.bus.PublishRaw(ctx, topic, f.Data, opts...)
@@ -618,6 +616,22 @@ func (c *conn) publish(s *session, f *wire.Frame) {
 		}
 	}
 	c.reply(&ans)
+}
+
+// publisherHeaders returns a client's headers with the server's own, which
+// say who published: the client cannot set or forge them.
+func publisherHeaders(s *session, client map[string]string) map[string]string {
+	h := make(map[string]string, len(client)+2)
+	for k, v := range client {
+		if len(k) < len(wire.HeaderPrefix) || !strings.EqualFold(k[:len(wire.HeaderPrefix)], wire.HeaderPrefix) {
+			h[k] = v
+		}
+	}
+	h[wire.HeaderSession] = s.id
+	if s.ident.ID != "" {
+		h[wire.HeaderUser] = s.ident.ID
+	}
+	return h
 }
 
 func (b *Bridge) busNames(names []string) []string {

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/courierbus/courier/bridge/internal/wire"
 	"github.com/courierbus/courier/bus"
 )
 
@@ -25,6 +26,21 @@ type Identity struct {
 	// Attrs carries whatever else the host wants its hooks to see.
 	Attrs map[string]string
 }
+
+// Headers the bridge sets on every message a client publishes, naming the
+// publisher. No client can set them: header names starting with "courier-"
+// (in any case) are the bridge's, and a client's own headers under such
+// names are dropped. So subscribers, in-process or clients, can trust them
+// on messages that clients published; messages published in-process carry
+// whatever headers the host gave them.
+const (
+	// HeaderUser is the publishing session's [Identity] ID; absent for
+	// anonymous clients.
+	HeaderUser = wire.HeaderUser
+	// HeaderSession is the publishing session's id: its member id in rooms
+	// and presence, which [Bridge.Identity] maps back to the identity.
+	HeaderSession = wire.HeaderSession
+)
 
 // Action is something a client asks to do, passed to an [Authorize] hook
 // and granted by [Expose] and [ExposeRooms].

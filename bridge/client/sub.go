@@ -11,6 +11,19 @@ import (
 	"github.com/courierbus/courier/bridge/internal/wire"
 )
 
+// Headers the bridge sets on every message a client publishes, naming the
+// publisher; no client can set or forge them (the bridge drops a client's
+// headers whose names start with "courier-"). Messages the server's host
+// published in-process carry whatever headers it gave them.
+const (
+	// HeaderUser is the identity the server authenticated for the
+	// publisher; absent for anonymous clients.
+	HeaderUser = wire.HeaderUser
+	// HeaderSession is the publisher's session id: its member id in rooms
+	// and presence.
+	HeaderSession = wire.HeaderSession
+)
+
 // Message is one delivery to a subscription's handler.
 type Message struct {
 	Sub     string            // the subscription's id

@@ -64,6 +64,12 @@ export interface Message<T = unknown> {
   attempt: number;
   /** The rooms the message was addressed to. */
   rooms: string[];
+  /**
+   * The publisher's headers. On a message a client published, the server's
+   * 'courier-user' (the publisher's authenticated identity, absent when
+   * anonymous) and 'courier-session' (its session id) say who sent it; no
+   * client can set them.
+   */
   headers: Record<string, string>;
   /** The message; a Uint8Array when the topic does not carry JSON. */
   data: T;
@@ -120,6 +126,7 @@ export interface PublishOptions {
   excludeSelf?: boolean;
   /** At-most-once: not kept in history; dropped while offline. */
   volatile?: boolean;
+  /** Names starting with 'courier-' are the server's: it drops them and sets its own. */
   headers?: Record<string, string>;
 }
 

@@ -241,7 +241,9 @@ export class Client {
    * resolves with {seq: 0, dropped: true}.
    *
    * opts: ack, rooms (only members of these rooms get it), except (rooms),
-   * excludeSelf, volatile, headers.
+   * excludeSelf, volatile, headers (names starting with 'courier-' are the
+   * server's: it drops them, and sets 'courier-user' and 'courier-session'
+   * to who published).
    */
   publish(topic, data, opts) {
     opts = opts || {};

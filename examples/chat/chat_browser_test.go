@@ -360,6 +360,19 @@ func TestBrowserChat(t *testing.T) {
 	if got := bob.waitMessages(1); len(got) != 1 || got[0].Text != "anyone in the garden?" {
 		t.Errorf("bob's history of the garden: %v", texts(got))
 	}
+	// The sender shown is the one the server authenticated: bob writing
+	// "from": "carol", and even a forged courier-user header, shows as bob.
+	eval[bool](bob, `chat.client.publish('chat.garden', {from: 'carol', text: 'I am carol', ts: Date.now()},
+		{headers: {'courier-user': 'carol'}}).then(() => true)`)
+	for _, p := range []*chatPage{bob, carol} {
+		got := p.waitMessages(2)
+		if len(got) != 2 || got[1].From != "bob" || got[1].Text != "I am carol" {
+			t.Errorf("%s sees %v, want the last one from bob", p.name, texts(got))
+		}
+	}
+	if mine := eval[bool](carol, `document.querySelector('#messages .msg:last-child').classList.contains('mine')`); mine {
+		t.Error("carol's page shows bob's forged message as hers")
+	}
 	for _, p := range []*chatPage{alice, bob, carol} {
 		if d := eval[int](p, `chat.duplicates`); d != 0 {
 			t.Errorf("%s got %d messages twice", p.name, d)

@@ -60,10 +60,11 @@ func startServer(t *testing.T, cfg config) *testServer {
 	return ts
 }
 
-// chatMsg is what the page publishes.
+// chatMsg is a message as a user sees it: its text and its sender, which
+// the server set (the courier-user header), never a "from" of the data.
 type chatMsg struct {
-	From string `json:"from"`
-	Text string `json:"text"`
+	From string
+	Text string
 }
 
 // user is a Go client of the chat that records what it receives.
@@ -91,10 +92,13 @@ func dial(t *testing.T, ts *testServer, name string) *user {
 func (u *user) subscribe(ctx context.Context, room string, opts ...client.SubscribeOption) {
 	u.t.Helper()
 	_, err := u.c.Subscribe(ctx, chatPrefix+room, func(_ context.Context, m *client.Message) error {
-		var cm chatMsg
-		if err := json.Unmarshal(m.Data, &cm); err != nil {
+		var data struct {
+			Text string `json:"text"`
+		}
+		if err := json.Unmarshal(m.Data, &data); err != nil {
 			return err
 		}
+		cm := chatMsg{From: m.Headers[client.HeaderUser], Text: data.Text}
 		u.mu.Lock()
 		u.got = append(u.got, cm)
 		u.mu.Unlock()
@@ -117,9 +121,11 @@ func (u *user) enter(ctx context.Context, room string) {
 	u.subscribe(ctx, room)
 }
 
-func (u *user) say(ctx context.Context, room, from, text string) {
+// say publishes text to room as the page does (it does not say who sends
+// it: the server does).
+func (u *user) say(ctx context.Context, room, text string) {
 	u.t.Helper()
-	if _, err := u.c.Publish(ctx, chatPrefix+room, chatMsg{From: from, Text: text}, client.WithAck()); err != nil {
+	if _, err := u.c.Publish(ctx, chatPrefix+room, map[string]string{"text": text}, client.WithAck()); err != nil {
 		u.t.Fatalf("publish to %s: %v", room, err)
 	}
 }
@@ -197,12 +203,12 @@ func TestTwoClientsChat(t *testing.T) {
 	if !errors.Is(err, client.ErrForbidden) {
 		t.Errorf("carol subscribing to the lobby: got %v, want forbidden", err)
 	}
-	if _, err := carol.c.Publish(ctx, chatPrefix+"lobby", chatMsg{"carol", "hi"}, client.WithAck()); !errors.Is(err, client.ErrForbidden) {
+	if _, err := carol.c.Publish(ctx, chatPrefix+"lobby", map[string]string{"text": "hi"}, client.WithAck()); !errors.Is(err, client.ErrForbidden) {
 		t.Errorf("carol publishing to the lobby: got %v, want forbidden", err)
 	}
 
-	alice.say(ctx, "lobby", "alice", "hi bob")
-	bob.say(ctx, "lobby", "bob", "hi alice")
+	alice.say(ctx, "lobby", "hi bob")
+	bob.say(ctx, "lobby", "hi alice")
 	want := []chatMsg{{"alice", "hi bob"}, {"bob", "hi alice"}}
 	for _, u := range []*user{alice, bob} {
 		got := u.waitFor(2, 5*time.Second)
@@ -249,19 +255,42 @@ func TestTwoClientsChat(t *testing.T) {
 
 	// carol has a topic of her own room only: a later message reaches bob,
 	// and nothing reached carol meanwhile.
-	alice.say(ctx, "lobby", "alice", "still there?")
+	alice.say(ctx, "lobby", "still there?")
 	bob.waitFor(3, 5*time.Second)
 	if got := carol.received(); len(got) != 0 {
 		t.Errorf("carol is not in the lobby and got %v", got)
 	}
 
 	// Not exposed to clients.
-	_, err = alice.c.Publish(ctx, adminTopic, chatMsg{"alice", "hello all"}, client.WithAck())
+	_, err = alice.c.Publish(ctx, adminTopic, map[string]string{"text": "hello all"}, client.WithAck())
 	if !errors.Is(err, client.ErrForbidden) {
 		t.Errorf("publish to %s: got %v, want forbidden", adminTopic, err)
 	}
 	if err := alice.c.Join(ctx, "staff.only"); !errors.Is(err, client.ErrForbidden) {
 		t.Errorf("join staff.only: got %v, want forbidden", err)
+	}
+}
+
+// TestForgedSender: the sender a user sees is the name the server
+// authenticated, whatever the message says: a "from" in the data or a
+// forged courier-user header changes nothing.
+func TestForgedSender(t *testing.T) {
+	ts := startServer(t, config{memory: true})
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	alice, bob := dial(t, ts, "alice"), dial(t, ts, "bob")
+	alice.enter(ctx, "lobby")
+	bob.enter(ctx, "lobby")
+	forged := map[string]string{"from": "alice", "text": "I am alice"}
+	if _, err := bob.c.Publish(ctx, chatPrefix+"lobby", forged, client.WithAck(),
+		client.Headers(map[string]string{client.HeaderUser: "alice"})); err != nil {
+		t.Fatal(err)
+	}
+	want := chatMsg{From: "bob", Text: "I am alice"}
+	for _, u := range []*user{alice, bob} {
+		if got := u.waitFor(1, 5*time.Second); got[0] != want {
+			t.Errorf("got %+v, want %+v", got[0], want)
+		}
 	}
 }
 
@@ -294,7 +323,7 @@ func TestHistoryOutlivesRestart(t *testing.T) {
 	alice := dial(t, ts, "alice")
 	alice.enter(ctx, "lobby")
 	for _, text := range []string{"one", "two", "three"} {
-		alice.say(ctx, "lobby", "alice", text)
+		alice.say(ctx, "lobby", text)
 	}
 	alice.waitFor(3, 5*time.Second)
 	raw, err := alice.c.Request(ctx, roomPosition, map[string]string{"room": "lobby"})
@@ -338,7 +367,7 @@ func TestSocketOutlivesHTTPTimeouts(t *testing.T) {
 	alice.enter(ctx, "lobby")
 	bob.enter(ctx, "lobby")
 	time.Sleep(time.Second)
-	alice.say(ctx, "lobby", "alice", "after the timeout")
+	alice.say(ctx, "lobby", "after the timeout")
 	got := bob.waitFor(1, 5*time.Second)
 	if got[0].Text != "after the timeout" {
 		t.Errorf("got %v", got)

@@ -17,8 +17,8 @@ func TestMetrics(t *testing.T) {
 	defer cancel()
 	alice := dial(t, ts, "alice")
 	alice.enter(ctx, "lobby")
-	alice.say(ctx, "lobby", "alice", "hi")
-	alice.say(ctx, "lobby", "alice", "anyone?")
+	alice.say(ctx, "lobby", "hi")
+	alice.say(ctx, "lobby", "anyone?")
 	alice.waitFor(2, 5*time.Second)
 
 	resp, body := get(t, ts.base+"/metrics")

@@ -91,6 +91,15 @@ const (
 	CloseSlow         = 4008
 )
 
+// Headers the server sets on every publish of a client: who published it.
+// Header names starting with HeaderPrefix, in any case, are the server's; a
+// client's own headers under such names are dropped.
+const (
+	HeaderPrefix  = "courier-"
+	HeaderUser    = "courier-user"    // the identity's ID; absent for anonymous clients
+	HeaderSession = "courier-session" // the session id: the publisher's member id
+)
+
 // Start values of a subscribe frame.
 const (
 	StartNew   = "new"
