@@ -27,19 +27,21 @@ const profileFindings = `- **bus, at-most-once 1 → 1 and 4 → 1 against chann
   the server, set the pace: a CPU profile of that process shows 45% of its time in
   bridge/client.decode (wire.Parse: encoding/json.Unmarshal of every frame, then json.Compact of its
   data in Frame.normalize), against raw readers that only scan bytes for the other servers. The
-  courier-raw row is the same server with raw protocol clients: there it delivers about 1.5× melody's
-  msgs/s at 5000 clients and 3× or more at 1000, with a p99 within about 1.1–1.3× of melody's. Decoding
-  message frames without a full encoding/json pass (and without compacting data that the server
-  already sent compact) would move the Go-client row towards it.
+  courier-raw row is the same server with raw protocol clients: at 1000 clients it delivers several
+  times melody's msgs/s with a p99 at or below melody's; at 5000 its runs spread widely (from about
+  0.6× to 1.9× melody's msgs/s across runs and reports), because there the server's write system
+  calls dominate (next point). Decoding message frames without a full encoding/json pass (and
+  without compacting data the server already sent compact) would move the Go-client row towards
+  the courier-raw row.
 - **bridge, server CPU per delivered message at 5000 clients.** The bridge batches a connection's
   queued frames into one write: at 1000 clients it makes about 0.1 write system calls per delivery
   (melody: 1.0) and needs 0.2–0.3× melody's CPU. At 5000 the fan-out of one publish takes long
   enough that each connection's writer catches up between publishes, so batches are smaller (about
-  0.45 writes per delivery with raw clients, 0.7 with the Go clients, which read more slowly and
-  take CPU from the server): about 0.6× melody's CPU with raw clients, on par with melody's with Go
-  clients. A profile of the server is then half write system calls (gorilla's flushFrame), as
-  melody's is. Runs with Go clients at 5000 have varied between about 40k and 150k delivered msgs/s
-  from one report to the next; the range shows it.
+  0.4 writes per delivery with raw clients, 0.6–0.7 with the Go clients, which read more slowly and
+  take CPU from the server): about 0.5–0.7× melody's CPU with raw clients, 0.8–1.1× with Go clients.
+  A profile of the server is then half write system calls (gorilla's flushFrame), as melody's is.
+  Holding a connection's writer back briefly while a fan-out is in progress (or writing after the
+  fan-out rather than during it) would keep batches large at 5000 too.
 - **bridge, RSS per idle connection.** Measured here each connection has said hello and holds one
   subscription (session, subscription, route entry), and the figure is the server's RSS after a GC
   and FreeOSMemory, per connection: about 19.5 KiB, against raw melody's 27 KiB for a bare
