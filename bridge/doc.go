@@ -26,8 +26,10 @@
 // refusals are HTTP 403 and 401, never an upgraded socket. [HelloAuth]
 // can check credentials sent in the hello frame instead. Topics and rooms
 // are closed to clients unless [Expose] and [ExposeRooms] open them, and
-// every action passes the [Authorize] hook. Resume tokens are HMACs under a
-// random per-bridge key, bound to the identity.
+// every action passes the [Authorize] hook, which learns the session that
+// asks from [SessionID]. Every publish of a client carries who published it
+// in headers no client can forge ([HeaderUser], [HeaderSession]). Resume
+// tokens are HMACs under a random per-bridge key, bound to the identity.
 //
 // # Limits
 //

@@ -307,19 +307,19 @@ func (c *conn) allowed(s *session, action Action, name string) error {
 	if b.cfg.authorize == nil {
 		return nil
 	}
-	return b.callAuthorize(s.ident, action, name)
+	return b.callAuthorize(s, action, name)
 }
 
-func (b *Bridge) callAuthorize(id Identity, action Action, name string) (err error) {
+func (b *Bridge) callAuthorize(s *session, action Action, name string) (err error) {
 	defer func() {
 		if v := recover(); v != nil {
 			b.log.Error("bridge: Authorize hook panicked", "panic", v)
 			err = fmt.Errorf("%w: hook panicked", ErrForbidden)
 		}
 	}()
-	ctx, cancel := context.WithTimeout(b.ctx, b.cfg.hookTimeout)
+	ctx, cancel := context.WithTimeout(context.WithValue(b.ctx, sessionKey{}, s.id), b.cfg.hookTimeout)
 	defer cancel()
-	if err := b.cfg.authorize(ctx, id, action, name); err != nil {
+	if err := b.cfg.authorize(ctx, s.ident, action, name); err != nil {
 		return fmt.Errorf("%w: %s %q: %v", ErrForbidden, action, name, err)
 	}
 	return nil

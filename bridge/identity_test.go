@@ -2,8 +2,11 @@ package bridge_test
 
 import (
 	"context"
+	"errors"
 	"net/http"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/courierbus/courier/bridge"
@@ -78,5 +81,78 @@ func TestPublisherHeaders(t *testing.T) {
 		}
 		check("from history", hist.wait(t, 1)[0].Headers)
 		check("in-process", (<-host).Headers())
+	}
+}
+
+// TestAuthorizeSessionID: the Authorize hook's ctx names the session that
+// asks, for every action, so a hook can tell apart two sessions of one
+// identity.
+func TestAuthorizeSessionID(t *testing.T) {
+	type ask struct {
+		session string
+		action  bridge.Action
+		name    string
+	}
+	var mu sync.Mutex
+	var asks []ask
+	var b *bus.Bus
+	e := newEnv(t, nil, bridge.Authenticate(bearer),
+		bridge.Expose("chat.>", bridge.Subscribe, bridge.Publish, bridge.Request),
+		bridge.ExposeRooms(">", bridge.Join, bridge.Presence),
+		bridge.Authorize(func(ctx context.Context, id bridge.Identity, action bridge.Action, name string) error {
+			sid, ok := bridge.SessionID(ctx)
+			if !ok || sid == "" {
+				return errors.New("no session in the hook's ctx")
+			}
+			mu.Lock()
+			asks = append(asks, ask{sid, action, name})
+			mu.Unlock()
+			// Only the session in the room "vip" may use "chat.vip".
+			if name == "chat.vip" && !slices.Contains(b.RoomMembers("vip"), sid) {
+				return errors.New("not in vip")
+			}
+			return nil
+		}))
+	b = e.bus
+	if _, ok := bridge.SessionID(context.Background()); ok {
+		t.Error("SessionID of a ctx not from the bridge: ok")
+	}
+	// Two sessions of one identity: only the one in the room gets in.
+	in, out := e.dial(as("alice")), e.dial(as("alice"))
+	if err := in.Join(ctxT(t), "vip"); err != nil {
+		t.Fatal(err)
+	}
+	h := func(context.Context, *client.Message) error { return nil }
+	if _, err := in.Subscribe(ctxT(t), "chat.vip", h); err != nil {
+		t.Errorf("the session in the room: %v", err)
+	}
+	if _, err := out.Subscribe(ctxT(t), "chat.vip", h); !errors.Is(err, client.ErrForbidden) {
+		t.Errorf("the other session of the same identity: got %v, want forbidden", err)
+	}
+	if _, err := out.Publish(ctxT(t), "chat.vip", 1, client.WithAck()); !errors.Is(err, client.ErrForbidden) {
+		t.Errorf("publish from the other session: got %v, want forbidden", err)
+	}
+	if _, err := in.Publish(ctxT(t), "chat.vip", 1, client.WithAck()); err != nil {
+		t.Errorf("publish from the session in the room: %v", err)
+	}
+	if _, err := out.Presence(ctxT(t), "vip"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := out.Request(ctxT(t), "chat.rpc", 1); !errors.Is(err, client.ErrNoHandler) {
+		t.Fatalf("request: %v", err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	want := []ask{
+		{in.SessionID(), bridge.Join, "vip"},
+		{in.SessionID(), bridge.Subscribe, "chat.vip"},
+		{out.SessionID(), bridge.Subscribe, "chat.vip"},
+		{out.SessionID(), bridge.Publish, "chat.vip"},
+		{in.SessionID(), bridge.Publish, "chat.vip"},
+		{out.SessionID(), bridge.Presence, "vip"},
+		{out.SessionID(), bridge.Request, "chat.rpc"},
+	}
+	if !slices.Equal(asks, want) {
+		t.Errorf("the hook was asked %v, want %v", asks, want)
 	}
 }

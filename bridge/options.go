@@ -38,7 +38,8 @@ const (
 	// anonymous clients.
 	HeaderUser = wire.HeaderUser
 	// HeaderSession is the publishing session's id: its member id in rooms
-	// and presence, which [Bridge.Identity] maps back to the identity.
+	// and presence, as [SessionID] gives it to hooks; [Bridge.Identity]
+	// maps it back to the identity.
 	HeaderSession = wire.HeaderSession
 )
 
@@ -271,12 +272,26 @@ func HelloAuth(f func(ctx context.Context, id Identity, auth json.RawMessage) (I
 
 // Authorize sets a hook that every client action passes after the
 // exposure check ([Expose], [ExposeRooms]); name is the topic, pattern or
-// room as the client named it (without the namespace). An error refuses
-// the action with the code "forbidden". The hook runs on the connection's
+// room as the client named it (without the namespace). ctx carries the
+// id of the session that asks: see [SessionID]. An error refuses the
+// action with the code "forbidden". The hook runs on the connection's
 // read loop and should be quick; ctx ends after 5 seconds. By default
 // every exposed action is allowed.
 func Authorize(f func(ctx context.Context, id Identity, action Action, name string) error) Option {
 	return optFunc(func(c *config) { c.authorize = f })
+}
+
+type sessionKey struct{}
+
+// SessionID returns the id of the session an [Authorize] hook is asked
+// about, from the hook's ctx: the client's member id in rooms and presence
+// ([bus.Bus.RoomMembers] lists it), the same as [HeaderSession] on its
+// publishes. It lets a hook decide per session rather than per identity,
+// which several sessions may share. ok is false for a ctx that does not
+// come from the bridge.
+func SessionID(ctx context.Context) (id string, ok bool) {
+	id, ok = ctx.Value(sessionKey{}).(string)
+	return id, ok
 }
 
 // Expose opens the topics matching pattern to clients for the given

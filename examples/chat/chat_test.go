@@ -294,6 +294,35 @@ func TestForgedSender(t *testing.T) {
 	}
 }
 
+// TestAuthorizationPerSession: a room's topic is open to the sessions in
+// the room, not to every session of a user who has one there.
+func TestAuthorizationPerSession(t *testing.T) {
+	ts := startServer(t, config{memory: true})
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	inRoom, elsewhere := dial(t, ts, "alice"), dial(t, ts, "alice") // two tabs of one user
+	inRoom.enter(ctx, "lobby")
+	elsewhere.enter(ctx, "garden")
+	_, err := elsewhere.c.Subscribe(ctx, chatPrefix+"lobby", func(context.Context, *client.Message) error { return nil })
+	if !errors.Is(err, client.ErrForbidden) {
+		t.Errorf("alice's other session subscribing to the lobby: got %v, want forbidden", err)
+	}
+	if _, err := elsewhere.c.Publish(ctx, chatPrefix+"lobby", map[string]string{"text": "hi"}, client.WithAck()); !errors.Is(err, client.ErrForbidden) {
+		t.Errorf("alice's other session publishing to the lobby: got %v, want forbidden", err)
+	}
+	inRoom.say(ctx, "lobby", "only here")
+	if got := inRoom.waitFor(1, 5*time.Second); got[0] != (chatMsg{"alice", "only here"}) {
+		t.Errorf("got %v", got)
+	}
+	// Leaving the room closes its topic to the session.
+	if err := inRoom.c.Leave(ctx, "lobby"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := inRoom.c.Publish(ctx, chatPrefix+"lobby", map[string]string{"text": "hi"}, client.WithAck()); !errors.Is(err, client.ErrForbidden) {
+		t.Errorf("publishing after leaving the room: got %v, want forbidden", err)
+	}
+}
+
 func TestNameRequired(t *testing.T) {
 	ts := startServer(t, config{memory: true})
 	for _, auth := range []any{nil, map[string]string{"name": ""}, map[string]string{"name": "<script>"}} {

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -192,8 +193,9 @@ func validName(name string) error {
 }
 
 // authorize lets only the members of a room read and write its topic:
-// "chat.lobby" needs a session of the same user in the room "lobby".
-func (s *server) authorize(_ context.Context, id bridge.Identity, action bridge.Action, name string) error {
+// "chat.lobby" needs the session that asks to be in the room "lobby"
+// itself; another session of the same user does not count.
+func (s *server) authorize(ctx context.Context, id bridge.Identity, action bridge.Action, name string) error {
 	if action != bridge.Subscribe && action != bridge.Publish {
 		return nil
 	}
@@ -201,10 +203,8 @@ func (s *server) authorize(_ context.Context, id bridge.Identity, action bridge.
 	if !ok {
 		return nil
 	}
-	for _, m := range s.bus.RoomMembers(room) {
-		if mid, ok := s.bridge.Identity(m); ok && mid.ID == id.ID {
-			return nil
-		}
+	if sid, ok := bridge.SessionID(ctx); ok && slices.Contains(s.bus.RoomMembers(room), sid) {
+		return nil
 	}
 	return fmt.Errorf("chat: %s is not in the room %q", id.ID, room)
 }
