@@ -573,9 +573,10 @@ func (c *Client) dispatch(l *link, f *wire.Frame) {
 	case wire.OpMessage:
 		c.mu.Lock()
 		s := c.subs[f.Sub]
+		session := c.session // l's: the next link starts after l's reader ended
 		c.mu.Unlock()
 		if s != nil {
-			s.push(l, f)
+			s.push(session, f)
 		} else if f.N != 0 {
 			// Not ours (any more): settle it so the server stops sending it.
 			c.send(l, &wire.Frame{Op: wire.OpAck, Sub: f.Sub, N: f.N})
@@ -584,9 +585,10 @@ func (c *Client) dispatch(l *link, f *wire.Frame) {
 	case wire.OpResync:
 		c.mu.Lock()
 		s := c.subs[f.Sub]
+		session := c.session
 		c.mu.Unlock()
 		if s != nil {
-			s.resync(f)
+			s.push(session, f)
 		}
 		c.events.push(Event{Type: Resync, Sub: f.Sub, Topic: f.Topic, Seq: f.Seq})
 		return

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -100,5 +101,116 @@ func TestVolatileAndStart(t *testing.T) {
 	}
 	if m := <-vol; m.Seq != 0 || m.Topic != "t.b" || string(m.Data) != `"v"` {
 		t.Fatalf("volatile message %+v", m)
+	}
+}
+
+// restartable is a bridge that can be replaced by a new one on the same
+// bus and address, as when the server restarts: the new bridge knows
+// none of the old one's sessions.
+type restartable struct {
+	b    *bus.Bus
+	opts []bridge.Option
+	url  string
+	cur  atomic.Pointer[bridge.Bridge]
+}
+
+func newRestartable(t *testing.T, opts ...bridge.Option) *restartable {
+	t.Helper()
+	b, err := bus.New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &restartable{b: b, opts: opts}
+	r.restart(t)
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		r.cur.Load().ServeHTTP(w, req)
+	}))
+	srv.Config.ReadHeaderTimeout = 5 * time.Second
+	srv.Start()
+	t.Cleanup(func() { r.cur.Load().Close(); srv.Close(); b.Close() })
+	r.url = "ws" + strings.TrimPrefix(srv.URL, "http") + "/"
+	return r
+}
+
+// restart puts a new bridge in place and closes the old one, which closes
+// its connections (1000 "closed").
+func (r *restartable) restart(t *testing.T) {
+	t.Helper()
+	br, err := bridge.New(r.b, r.opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if old := r.cur.Swap(br); old != nil {
+		old.Close()
+	}
+}
+
+// TestAckNotInNewSession: a delivery of one session that is handled after
+// a new session began is not acknowledged in the new one, where its
+// delivery number names another message. The handler runs the first
+// session's message 1 while the bridge restarts; the new session delivers
+// message 2, also as delivery 1; the handler fails it, and it must come
+// again rather than be settled by the old message's ack.
+func TestAckNotInNewSession(t *testing.T) {
+	r := newRestartable(t, bridge.Expose("t.>", bridge.Subscribe))
+	connected := make(chan client.Event, 4)
+	c, err := client.Dial(ctxT(t), r.url, client.WithBackoff(time.Millisecond, 10*time.Millisecond),
+		client.OnEvent(func(ev client.Event) {
+			if ev.Type == client.Connected {
+				connected <- ev
+			}
+		}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	first := <-connected
+
+	started, release := make(chan struct{}), make(chan struct{})
+	type got struct {
+		seq     uint64
+		attempt int
+	}
+	gots := make(chan got, 10)
+	_, err = c.Subscribe(ctxT(t), "t.a", func(_ context.Context, m *client.Message) error {
+		gots <- got{m.Seq, m.Attempt}
+		switch {
+		case m.Seq == 1:
+			close(started)
+			<-release
+		case m.Seq == 2 && m.Attempt == 1:
+			return errors.New("not yet")
+		}
+		return nil
+	}, client.MaxInflight(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.b.PublishRaw(ctxT(t), "t.a", []byte("1")); err != nil {
+		t.Fatal(err)
+	}
+	<-started
+	r.restart(t)
+	second := <-connected
+	if second.Resumed || second.Session == first.Session {
+		t.Fatalf("after the restart: %+v, want a new session", second)
+	}
+	if err := c.Ping(ctxT(t)); err != nil { // the subscription is made again before the pong
+		t.Fatal(err)
+	}
+	if _, err := r.b.PublishRaw(ctxT(t), "t.a", []byte("2")); err != nil {
+		t.Fatal(err)
+	}
+	close(release)
+	want := []got{{1, 1}, {2, 1}, {2, 2}}
+	for i, w := range want {
+		select {
+		case g := <-gots:
+			if g != w {
+				t.Fatalf("delivery %d: got seq %d attempt %d, want seq %d attempt %d", i, g.seq, g.attempt, w.seq, w.attempt)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatalf("delivery %d (seq %d attempt %d) did not come: an ack of the old session settled it", i, w.seq, w.attempt)
+		}
 	}
 }

@@ -55,7 +55,7 @@ type Subscription struct {
 	h       Handler
 
 	mu     sync.Mutex
-	q      []*wire.Frame
+	q      []queued
 	wake   chan struct{}
 	quit   chan struct{}
 	done   chan struct{}
@@ -65,6 +65,14 @@ type Subscription struct {
 }
 
 type position struct{ epoch, seq uint64 }
+
+// queued is a message or resync frame waiting for the handler, with the
+// session it came in: delivery numbers count from 1 in every new session,
+// so an ack belongs to the session of its delivery and to no other.
+type queued struct {
+	f       *wire.Frame
+	session string
+}
 
 // ID returns the subscription's id (the "sub" of its frames).
 func (s *Subscription) ID() string { return s.id }
@@ -172,14 +180,15 @@ func (s *Subscription) stop() {
 	s.mu.Unlock()
 }
 
-// push queues a message or resync frame, from the link's reader.
-func (s *Subscription) push(_ *link, f *wire.Frame) {
+// push queues a message or resync frame that came in session, from the
+// link's reader.
+func (s *Subscription) push(session string, f *wire.Frame) {
 	s.mu.Lock()
 	if s.ended || s.cfg.volatile && len(s.q) >= 4096 {
 		s.mu.Unlock()
 		return
 	}
-	s.q = append(s.q, f)
+	s.q = append(s.q, queued{f, session})
 	s.mu.Unlock()
 	select {
 	case s.wake <- struct{}{}:
@@ -187,47 +196,51 @@ func (s *Subscription) push(_ *link, f *wire.Frame) {
 	}
 }
 
-func (s *Subscription) resync(f *wire.Frame) { s.push(nil, f) }
-
-func (s *Subscription) next() (*wire.Frame, bool) {
+func (s *Subscription) next() (queued, bool) {
 	for {
 		s.mu.Lock()
 		if len(s.q) > 0 {
-			f := s.q[0]
-			s.q[0] = nil
+			e := s.q[0]
+			s.q[0] = queued{}
 			s.q = s.q[1:]
 			s.mu.Unlock()
-			return f, true
+			return e, true
 		}
 		s.mu.Unlock()
 		select {
 		case <-s.wake:
 		case <-s.quit:
-			return nil, false
+			return queued{}, false
 		case <-s.c.ctx.Done():
-			return nil, false
+			return queued{}, false
 		}
 	}
 }
 
 func (s *Subscription) run() {
-	var upto uint64 // deliveries handled and not yet acknowledged, up to this n
+	var upto uint64    // deliveries handled and not yet acknowledged, up to this n
+	var session string // the session of those deliveries
 	pending := 0
 	flush := func() {
 		if pending > 0 {
-			s.ack(&wire.Frame{Op: wire.OpAck, Sub: s.id, Upto: upto})
+			s.ack(session, &wire.Frame{Op: wire.OpAck, Sub: s.id, Upto: upto})
 			pending = 0
 		}
 	}
 	for {
-		f, ok := s.peek()
+		e, ok := s.peek()
 		if !ok {
 			flush()
-			f, ok = s.next()
+			e, ok = s.next()
 			if !ok {
 				return
 			}
 		}
+		if e.session != session {
+			flush() // a cumulative ack covers one session's deliveries only
+			session = e.session
+		}
+		f := e.f
 		if f.Op == wire.OpResync {
 			s.mu.Lock()
 			p := s.hwm[f.Topic]
@@ -253,22 +266,22 @@ func (s *Subscription) run() {
 			}
 		default:
 			flush()
-			s.settle(f, err)
+			s.settle(session, f, err)
 		}
 	}
 }
 
 // peek takes the next queued frame without waiting.
-func (s *Subscription) peek() (*wire.Frame, bool) {
+func (s *Subscription) peek() (queued, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if len(s.q) == 0 || s.ended {
-		return nil, false
+		return queued{}, false
 	}
-	f := s.q[0]
-	s.q[0] = nil
+	e := s.q[0]
+	s.q[0] = queued{}
 	s.q = s.q[1:]
-	return f, true
+	return e, true
 }
 
 // failing reports whether a delivery that failed waits to be sent again:
@@ -341,25 +354,29 @@ func (s *Subscription) call(f *wire.Frame) (err error) {
 	return s.h(s.c.ctx, m)
 }
 
-// settle acks or nacks one delivery.
-func (s *Subscription) settle(f *wire.Frame, err error) {
+// settle acks or nacks one delivery that came in session.
+func (s *Subscription) settle(session string, f *wire.Frame, err error) {
 	a := wire.Frame{Op: wire.OpAck, Sub: s.id, N: f.N}
 	if err != nil {
 		a.Op = wire.OpNack
 		a.Delay = min(100*time.Millisecond<<min(max(f.Attempt-1, 0), 6), 5*time.Second).Milliseconds()
 	}
-	s.ack(&a)
+	s.ack(session, &a)
 }
 
-// ack sends an ack or nack on the current link; without one it is dropped
-// (the server sends the deliveries again after the resume, and they are
-// acknowledged then).
-func (s *Subscription) ack(a *wire.Frame) {
+// ack sends an ack or nack of deliveries that came in session on the
+// current link, if it serves that session. Without a link it is dropped:
+// the server sends the deliveries again after the resume, and they are
+// acknowledged then. In another session it is dropped too: that session
+// numbers its deliveries from 1 again, and the ack would settle one of
+// them instead; the earlier session's deliveries are gone with it.
+func (s *Subscription) ack(session string, a *wire.Frame) {
 	c := s.c
 	c.mu.Lock()
 	l := c.cur
+	same := c.session == session
 	c.mu.Unlock()
-	if l != nil {
+	if l != nil && same {
 		c.send(l, a)
 	}
 }
