@@ -448,6 +448,11 @@ func (c *Client) restore(l *link, w *wire.Frame, resumed, first bool) map[string
 	if first && !resumed {
 		return recovered
 	}
+	// Rooms first: a host may let only a room's members subscribe to its
+	// topics, and the server handles the frames in order.
+	if len(rooms) > 0 {
+		c.send(l, &wire.Frame{Op: wire.OpJoin, Rooms: rooms})
+	}
 	for _, s := range subs {
 		f := s.frame(true)
 		c.send(l, &f)
@@ -457,9 +462,6 @@ func (c *Client) restore(l *link, w *wire.Frame, resumed, first bool) map[string
 	}
 	for _, id := range drop {
 		c.send(l, &wire.Frame{Op: wire.OpUnsubscribe, Sub: id})
-	}
-	if len(rooms) > 0 {
-		c.send(l, &wire.Frame{Op: wire.OpJoin, Rooms: rooms})
 	}
 	for _, r := range watches {
 		c.send(l, &wire.Frame{Op: wire.OpPresence, Room: r, Watch: wire.Bool(true)})

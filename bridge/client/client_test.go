@@ -6,6 +6,7 @@ import (
 	"errors"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -212,5 +213,66 @@ func TestAckNotInNewSession(t *testing.T) {
 		case <-time.After(5 * time.Second):
 			t.Fatalf("delivery %d (seq %d attempt %d) did not come: an ack of the old session settled it", i, w.seq, w.attempt)
 		}
+	}
+}
+
+// TestNewSessionJoinsBeforeSubscribing: in a new session the client joins
+// its rooms again before it subscribes again, so that a host which opens a
+// room's topic to the room's members only lets the subscription in.
+func TestNewSessionJoinsBeforeSubscribing(t *testing.T) {
+	var r *restartable
+	r = newRestartable(t, bridge.Expose("room.>", bridge.Subscribe), bridge.ExposeRooms(">", bridge.Join),
+		bridge.Authorize(func(ctx context.Context, _ bridge.Identity, action bridge.Action, name string) error {
+			sid, _ := bridge.SessionID(ctx)
+			if action == bridge.Subscribe && !slices.Contains(r.b.RoomMembers("vip"), sid) {
+				return errors.New("members only")
+			}
+			return nil
+		}))
+	events := make(chan client.Event, 16)
+	c, err := client.Dial(ctxT(t), r.url, client.WithBackoff(time.Millisecond, 10*time.Millisecond),
+		client.OnEvent(func(ev client.Event) { events <- ev }))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if ev := <-events; ev.Type != client.Connected {
+		t.Fatalf("first event %+v", ev)
+	}
+	got := make(chan string, 10)
+	h := func(_ context.Context, m *client.Message) error { got <- string(m.Data); return nil }
+	if _, err := c.Subscribe(ctxT(t), "room.vip", h); !errors.Is(err, client.ErrForbidden) {
+		t.Fatalf("subscribe before joining: got %v, want forbidden", err)
+	}
+	if err := c.Join(ctxT(t), "vip"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Subscribe(ctxT(t), "room.vip", h); err != nil {
+		t.Fatal(err)
+	}
+	r.restart(t)
+	for ev := range events {
+		if ev.Type == client.Connected {
+			if ev.Resumed {
+				t.Fatal("the new bridge resumed the old one's session")
+			}
+			break
+		}
+	}
+	if err := c.Ping(ctxT(t)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.b.PublishRaw(ctxT(t), "room.vip", []byte(`"after"`)); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case d := <-got:
+		if d != `"after"` {
+			t.Fatalf("got %s", d)
+		}
+	case ev := <-events:
+		t.Fatalf("event %+v instead of the message", ev)
+	case <-time.After(5 * time.Second):
+		t.Fatal("the subscription was not made again in the new session")
 	}
 }
