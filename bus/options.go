@@ -54,7 +54,15 @@ type topicConfig struct {
 
 type publishConfig struct {
 	volatile bool
-	meta
+	meta     *meta // made by the first option that needs it
+}
+
+// md returns c's meta, making it.
+func (c *publishConfig) md() *meta {
+	if c.meta == nil {
+		c.meta = new(meta)
+	}
+	return c.meta
 }
 
 // Policy is what a subscription does when its queue is full.
@@ -186,7 +194,8 @@ func Volatile() DeliveryOption { return volatileOpt{} }
 type toOpt struct{ rooms []string }
 
 func (o toOpt) applyPublish(c publishConfig) publishConfig {
-	c.to = append(c.to, o.rooms...)
+	md := c.md()
+	md.to = append(md.to, o.rooms...)
 	return c
 }
 
@@ -198,7 +207,8 @@ func To(rooms ...string) PublishOption { return toOpt{rooms} }
 type exceptOpt struct{ rooms []string }
 
 func (o exceptOpt) applyPublish(c publishConfig) publishConfig {
-	c.except = append(c.except, o.rooms...)
+	md := c.md()
+	md.except = append(md.except, o.rooms...)
 	return c
 }
 
@@ -209,7 +219,7 @@ func Except(rooms ...string) PublishOption { return exceptOpt{rooms} }
 type exceptMemberOpt struct{ id string }
 
 func (o exceptMemberOpt) applyPublish(c publishConfig) publishConfig {
-	c.exceptMember = o.id
+	c.md().exceptMember = o.id
 	return c
 }
 
@@ -220,7 +230,7 @@ func ExceptMember(id string) PublishOption { return exceptMemberOpt{id} }
 type publisherIDOpt struct{ id string }
 
 func (o publisherIDOpt) applyPublish(c publishConfig) publishConfig {
-	c.publisherID = o.id
+	c.md().publisherID = o.id
 	return c
 }
 
@@ -230,7 +240,7 @@ func PublisherID(id string) PublishOption { return publisherIDOpt{id} }
 type headersOpt struct{ h map[string]string }
 
 func (o headersOpt) applyPublish(c publishConfig) publishConfig {
-	c.headers = o.h
+	c.md().headers = o.h
 	return c
 }
 

@@ -239,9 +239,8 @@ func (ts *topicState) rawEntry(data []byte) (*entry, error) {
 }
 
 func (ts *topicState) publish(ctx context.Context, e *entry, pc *publishConfig) (uint64, error) {
-	if !pc.meta.empty() {
-		md := pc.meta
-		e.meta = &md
+	if pc.meta != nil && !pc.meta.empty() {
+		e.meta = pc.meta
 	}
 	if pc.volatile {
 		if err := ts.waitRoom(ctx, true); err != nil {
@@ -258,8 +257,8 @@ func (ts *topicState) publish(ctx context.Context, e *entry, pc *publishConfig) 
 		return 0, err
 	}
 	var rec *dedupeRec
-	if pc.publisherID != "" && ts.b.cfg.dedupe > 0 {
-		seq, r, err := ts.claim(ctx, pc.publisherID)
+	if id := e.m().publisherID; id != "" && ts.b.cfg.dedupe > 0 {
+		seq, r, err := ts.claim(ctx, id)
 		if err != nil || r == nil {
 			return seq, err
 		}
