@@ -276,3 +276,34 @@ func TestNewSessionJoinsBeforeSubscribing(t *testing.T) {
 		t.Fatal("the subscription was not made again in the new session")
 	}
 }
+
+// TestAbsentMeansZero: the server leaves out zero members (seq of a
+// volatile publish, members of an empty room, attempt of a first
+// delivery); the client reads them as zero.
+func TestAbsentMeansZero(t *testing.T) {
+	_, url := server(t, bridge.Expose("t.>", bridge.Subscribe, bridge.Publish), bridge.ExposeRooms(">", bridge.Presence))
+	c, err := client.Dial(ctxT(t), url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if ms, err := c.Presence(ctxT(t), "empty"); err != nil || len(ms) != 0 {
+		t.Errorf("presence of an empty room: %v, %v; want none", ms, err)
+	}
+	got := make(chan *client.Message, 2)
+	if _, err := c.Subscribe(ctxT(t), "t.empty", func(_ context.Context, m *client.Message) error { got <- m; return nil }); err != nil {
+		t.Fatalf("subscribe to a topic nothing was published to: %v", err)
+	}
+	if seq, err := c.Publish(ctxT(t), "t.empty", 1, client.Volatile(), client.WithAck()); err != nil || seq != 0 {
+		t.Errorf("volatile publish: seq %d, %v; want 0", seq, err)
+	}
+	if seq, err := c.Publish(ctxT(t), "t.empty", 2, client.WithAck()); err != nil || seq != 1 {
+		t.Errorf("publish: seq %d, %v; want 1", seq, err)
+	}
+	for _, want := range []uint64{0, 1} {
+		m := <-got
+		if m.Seq != want || m.Attempt != 1 || (m.Epoch == 0) != (want == 0) {
+			t.Errorf("message %s: seq %d, epoch %d, attempt %d; want seq %d, attempt 1", m.Data, m.Seq, m.Epoch, m.Attempt, want)
+		}
+	}
+}

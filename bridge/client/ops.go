@@ -99,6 +99,9 @@ func (c *Client) Request(ctx context.Context, topic string, data any) (json.RawM
 	if err != nil {
 		return nil, err
 	}
+	if len(a.Data) == 0 {
+		return json.RawMessage("null"), nil // absent: null
+	}
 	return a.Data, nil
 }
 
@@ -129,9 +132,13 @@ func (c *Client) serve(l *link, f *wire.Frame) {
 	go func() {
 		defer c.wg.Done()
 		r := wire.Frame{Op: wire.OpReply, ID: f.ID}
+		data := f.Data
+		if len(data) == 0 {
+			data = json.RawMessage("null") // absent: null
+		}
 		if h == nil {
 			r.Code, r.Message = "no_handler", fmt.Sprintf("no handler for %q", f.Topic)
-		} else if v, err := safeServe(c.ctx, h, f.Data); err != nil {
+		} else if v, err := safeServe(c.ctx, h, data); err != nil {
 			r.Code, r.Message = "failed", err.Error()
 		} else if r.Data, err = encodeData(v); err != nil {
 			r.Code, r.Message = "failed", err.Error()

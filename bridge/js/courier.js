@@ -289,7 +289,9 @@ export class Client {
     opts = opts || {};
     const timeout = opts.timeout || this._opts.timeout;
     const frame = { op: 'request', topic: String(topic), data: data === undefined ? null : data, timeout };
-    return this._callFrame(frame, { timeout: timeout + 1000, resend: false }).then((f) => f.data);
+    // An absent data is null, as every absent member is its zero value.
+    return this._callFrame(frame, { timeout: timeout + 1000, resend: false })
+      .then((f) => (f.data === undefined ? null : f.data));
   }
 
   /**
@@ -948,7 +950,7 @@ export class Client {
       r.message = `no handler for ${JSON.stringify(f.topic)}`;
     } else {
       try {
-        const v = await fn(f.data, { id: f.id, topic: f.topic });
+        const v = await fn(f.data === undefined ? null : f.data, { id: f.id, topic: f.topic });
         r.data = v === undefined ? null : v;
       } catch (e) {
         r.code = 'failed';

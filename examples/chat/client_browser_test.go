@@ -227,6 +227,50 @@ return { acks, got, sum, noHandler, forbidden, invalid, session: c.session, limi
 	p.checkConsole()
 }
 
+// TestClientAbsentMeansZero: courier.js reads members the server leaves
+// out as zero: the seq of a subscription to an empty topic and of a
+// volatile publish, the members of an empty room, the attempt of a first
+// delivery.
+func TestClientAbsentMeansZero(t *testing.T) {
+	_, p := apiTab(t)
+	raw := script[json.RawMessage](p, `
+const c = await openClient('alice');
+const got = [];
+const stop = c.subscribe('t.empty', (d, m) => { got.push({ seq: m.seq, n: m.n, attempt: m.attempt, epoch: m.epoch || null }); });
+const sub = await stop.ready;
+const members = await c.presence('empty');
+const watched = await c.watchPresence('empty', () => {}).ready;
+const vol = await c.publish('t.empty', 1, { volatile: true });
+await c.publish('t.empty', 2);
+await until(() => got.length === 2, 'two messages');
+return { sub: { seq: sub.seq, recovered: sub.recovered, epoch: typeof sub.epoch },
+  members, watched, vol: { seq: vol.seq, epoch: vol.epoch || null }, got };`)
+	var r struct {
+		Sub     map[string]any   `json:"sub"`
+		Members []any            `json:"members"`
+		Watched []any            `json:"watched"`
+		Vol     map[string]any   `json:"vol"`
+		Got     []map[string]any `json:"got"`
+	}
+	if err := json.Unmarshal(raw, &r); err != nil {
+		t.Fatalf("%s: %v", raw, err)
+	}
+	if r.Sub["seq"] != float64(0) || r.Sub["recovered"] != true || r.Sub["epoch"] != "string" {
+		t.Errorf("subscribed to an empty topic: %v, want seq 0, recovered and an epoch", r.Sub)
+	}
+	if r.Members == nil || len(r.Members) != 0 || r.Watched == nil || len(r.Watched) != 0 {
+		t.Errorf("presence of an empty room: %v and %v, want [] each", r.Members, r.Watched)
+	}
+	if r.Vol["seq"] != float64(0) || r.Vol["epoch"] != nil {
+		t.Errorf("volatile puback: %v, want seq 0 and no epoch", r.Vol)
+	}
+	if len(r.Got) != 2 || r.Got[0]["seq"] != float64(0) || r.Got[0]["n"] != float64(0) || r.Got[0]["epoch"] != nil ||
+		r.Got[1]["seq"] != float64(1) || r.Got[1]["attempt"] != float64(1) {
+		t.Errorf("messages: %v, want a volatile one (seq 0, n 0, no epoch) and seq 1 on its first attempt", r.Got)
+	}
+	p.checkConsole()
+}
+
 func TestClientRoomsAndPresence(t *testing.T) {
 	_, p := apiTab(t)
 	type result struct {
