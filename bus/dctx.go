@@ -12,9 +12,12 @@ import (
 // clock reading: it carries the subscription's values, ends when the
 // subscription ends, and has the AckWait deadline of the current delivery.
 //
-// One timer per worker is armed lazily for AckWait. When it fires during a
-// delivery that began after it was armed, it is re-armed for another
-// AckWait; when the same delivery is still running, that delivery is late.
+// One timer per worker is armed lazily for AckWait. When it fires and a
+// delivery began after it was armed, it is re-armed for another AckWait;
+// when the same delivery is still running, that delivery is late. A
+// delivery's end is not recorded (it would cost a fenced store per
+// message): a timer that fires after the last delivery of a busy spell
+// marks the idle context failed, and the next delivery starts afresh.
 // A handler that never looks at its deadline therefore times out between
 // AckWait and twice AckWait after it began. A handler that asks for the
 // deadline (Deadline, Done or Err) fixes it at AckWait from that moment,
@@ -25,8 +28,8 @@ type dctx struct {
 	b               *Bus
 	wait            time.Duration
 
+	local    uint64        // the current delivery's number, the worker's copy
 	gen      atomic.Uint64 // the current delivery's number
-	active   atomic.Bool   // a delivery is running
 	armed    atomic.Bool   // the timer is pending
 	failed   atomic.Bool   // err is set
 	start    atomic.Int64  // bus time from which startGen's deadline runs
@@ -58,8 +61,9 @@ func (c *dctx) begin() {
 		}
 		c.mu.Unlock()
 	}
-	g := c.gen.Add(1)
-	c.active.Store(true)
+	c.local++
+	g := c.local
+	c.gen.Store(g)
 	if !c.armed.Load() {
 		c.mu.Lock()
 		if !c.armed.Load() {
@@ -71,9 +75,6 @@ func (c *dctx) begin() {
 	}
 }
 
-// end marks the delivery over; the timer, if pending, is left to lapse.
-func (c *dctx) end() { c.active.Store(false) }
-
 // close releases the context for good.
 func (c *dctx) close() {
 	c.timer.Stop()
@@ -83,10 +84,6 @@ func (c *dctx) close() {
 func (c *dctx) expire() {
 	c.mu.Lock()
 	c.armed.Store(false)
-	if !c.active.Load() {
-		c.mu.Unlock()
-		return
-	}
 	g := c.gen.Load()
 	var next time.Duration
 	switch {

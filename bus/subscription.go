@@ -519,11 +519,16 @@ func (s *Subscription) work() {
 // many it delivered; it stops early when the subscription ends.
 func (s *Subscription) deliverBatch(c *dctx, batch []*entry, fast bool) int {
 	n := 0
-	if fast {
+	switch {
+	case fast:
 		for n < len(batch) && !s.stopped.Load() {
 			n = s.runFast(batch, n)
 		}
-	} else {
+	case !s.cfg.manual:
+		for n < len(batch) && !s.stopped.Load() {
+			n = s.runSync(c, batch, n)
+		}
+	default:
 		for ; n < len(batch) && !s.stopped.Load(); n++ {
 			s.process(c, batch[n])
 		}
@@ -546,8 +551,7 @@ func (s *Subscription) deliverBatch(c *dctx, batch []*entry, fast bool) int {
 func (s *Subscription) runFast(batch []*entry, i int) (next int) {
 	defer func() {
 		if v := recover(); v != nil {
-			e := batch[next]
-			s.b.log.Error("bus: handler panicked", "pattern", s.pattern, "topic", e.topic.name, "seq", e.seq, "panic", v)
+			s.logPanic(batch[next], v)
 			next++
 		}
 	}()
@@ -560,43 +564,96 @@ func (s *Subscription) runFast(batch []*entry, i int) (next int) {
 	return next
 }
 
+// runSync is runFast for at-least-once handlers that acknowledge by
+// returning: a first attempt that succeeds costs one handler call and no
+// more; a failure or a panic goes on to the retries of process.
+func (s *Subscription) runSync(c *dctx, batch []*entry, i int) (next int) {
+	defer func() {
+		if v := recover(); v != nil {
+			e := batch[next]
+			s.logPanic(e, v)
+			next++
+			s.retry(c, e, 1, outcome{kind: outFail, err: &HandlerError{Value: v}})
+		}
+	}()
+	for next = i; next < len(batch); next++ {
+		if s.stopped.Load() {
+			return next
+		}
+		e := batch[next]
+		if s.durable != nil {
+			s.process(c, e) // keeps the consumer's position
+			continue
+		}
+		c.begin()
+		if err := s.deliver(c, e, 1, nil); err != nil {
+			s.retry(c, e, 1, outcome{kind: outFail, err: err})
+		}
+	}
+	return next
+}
+
+func (s *Subscription) logPanic(e *entry, v any) {
+	s.b.log.Error("bus: handler panicked", "pattern", s.pattern, "topic", e.topic.name, "seq", e.seq, "panic", v)
+}
+
 // process delivers e until it is settled.
 func (s *Subscription) process(c *dctx, e *entry) {
 	first := 1
 	if s.durable != nil && !s.markDelivered(e.seq) {
 		first = 2 // handed out before a restart or resubscribe
 	}
-	for attempt := first; ; attempt++ {
+	s.attempts(c, e, first)
+}
+
+// attempts delivers e from attempt n on until it is settled.
+func (s *Subscription) attempts(c *dctx, e *entry, n int) {
+	for attempt := n; ; attempt++ {
 		o := s.invoke(c, e, attempt)
-		if attempt > first {
+		if attempt > 1 {
 			s.stats.redelivered.Add(1)
 			e.topic.stats.redelivered.Add(1)
 		}
-		switch {
-		case o.kind == outAck || o.kind == outTerm:
-			s.settled(e)
-			return
-		case s.cfg.volatile || e.seq == 0 || s.ctx.Err() != nil:
-			// No retry for volatile delivery; when ending, what is not
-			// settled stays unacknowledged for a durable consumer to get
-			// again.
-			return
-		case attempt >= s.cfg.maxDeliver:
-			s.deadLetter(e, attempt, o.err)
-			s.settled(e)
+		if !s.again(e, attempt, o) {
 			return
 		}
-		delay := o.delay
-		if delay <= 0 {
-			delay = s.cfg.backoff(attempt)
-		}
-		t := time.NewTimer(delay)
-		select {
-		case <-t.C:
-		case <-s.ctx.Done():
-			t.Stop()
-			return
-		}
+	}
+}
+
+// retry goes on after attempt n of e ended with o.
+func (s *Subscription) retry(c *dctx, e *entry, n int, o outcome) {
+	if s.again(e, n, o) {
+		s.attempts(c, e, n+1)
+	}
+}
+
+// again settles e after attempt n ended with o, or waits the backoff and
+// reports that it should be tried again.
+func (s *Subscription) again(e *entry, n int, o outcome) bool {
+	switch {
+	case o.kind == outAck || o.kind == outTerm:
+		s.settled(e)
+		return false
+	case s.cfg.volatile || e.seq == 0 || s.ctx.Err() != nil:
+		// No retry for volatile delivery; when ending, what is not settled
+		// stays unacknowledged for a durable consumer to get again.
+		return false
+	case n >= s.cfg.maxDeliver:
+		s.deadLetter(e, n, o.err)
+		s.settled(e)
+		return false
+	}
+	delay := o.delay
+	if delay <= 0 {
+		delay = s.cfg.backoff(n)
+	}
+	t := time.NewTimer(delay)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-s.ctx.Done():
+		return false
 	}
 }
 
@@ -608,7 +665,6 @@ func (s *Subscription) invoke(c *dctx, e *entry, attempt int) (o outcome) {
 	}
 	c.begin()
 	err := s.call(c, e, attempt, d)
-	c.end()
 	if err != nil {
 		if d != nil {
 			d.settle(outcome{kind: outFail, err: err})
@@ -642,7 +698,7 @@ func (s *Subscription) call(ctx context.Context, e *entry, attempt int, d *deliv
 	defer func() {
 		if v := recover(); v != nil {
 			err = &HandlerError{Value: v}
-			s.b.log.Error("bus: handler panicked", "pattern", s.pattern, "topic", e.topic.name, "seq", e.seq, "panic", v)
+			s.logPanic(e, v)
 		}
 	}()
 	return s.deliver(ctx, e, attempt, d)
