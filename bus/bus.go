@@ -13,15 +13,15 @@ import (
 // Bus is an event bus inside the host program: typed topics, rooms and
 // ack-tracked delivery. Make one with [New]; it is safe for concurrent use.
 type Bus struct {
-	cfg     busConfig
-	log     *slog.Logger
-	base    time.Time // the bus's clock: message times are offsets from it
+	cfg  busConfig
+	log  *slog.Logger
+	base time.Time // the bus's clock: message times are offsets from it
 
 	clockLast  atomic.Int64 // the last clock reading, in bus time
 	clockFresh atomic.Bool  // clockLast is less than a clockGrain old
 	clockTimer *time.Timer  // marks clockLast stale
-	store   Store     // durable positions; topic logs too when persist is set
-	persist bool
+	store      Store        // durable positions; topic logs too when persist is set
+	persist    bool
 
 	ctx       context.Context // ends at Close: parent of every handler context
 	cancel    context.CancelFunc
