@@ -40,6 +40,10 @@ type Bridge struct {
 	conns   map[*conn]struct{}
 	wg      sync.WaitGroup
 	once    sync.Once
+	byMS    sync.Map // *melody.Session → *conn, from onConnect to finish
+
+	helloMu sync.Mutex
+	hellos  []helloWait // connections waiting for their hello, by deadline
 
 	mu       sync.RWMutex // guards sessions
 	sessions map[string]*session
@@ -130,12 +134,16 @@ func New(b *bus.Bus, opts ...Option) (*Bridge, error) {
 func (b *Bridge) newMelody() *melody.Melody {
 	m := melody.New()
 	m.Config.MaxMessageSize = int64(b.cfg.messageLimit)
-	m.Config.MessageBufferSize = 4 // one batch in flight plus close frames
+	// The bridge hands melody one batch at a time, the next one once
+	// melody wrote it; close frames go around the buffer (WriteControl).
+	m.Config.MessageBufferSize = 1
 	m.Config.WriteWait = b.cfg.writeTimeout
 	m.Config.PingPeriod = b.cfg.heartbeat
 	m.Config.PongWait = 2*b.cfg.heartbeat + 5*time.Second
 	m.Upgrader.CheckOrigin = b.checkOrigin
-	m.Upgrader.ReadBufferSize = 256 // larger messages are read past the buffer
+	// 128 bytes hold any frame header and control frame; larger payloads
+	// are read past the buffer.
+	m.Upgrader.ReadBufferSize = 128
 	m.Upgrader.WriteBufferSize = 8 << 10
 	m.Upgrader.WriteBufferPool = &sync.Pool{}
 	m.Upgrader.HandshakeTimeout = 10 * time.Second
@@ -190,9 +198,10 @@ func (b *Bridge) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// on a goroutine of its own and return from ServeHTTP as soon as the
 	// connection is hijacked, so that net/http's per-connection buffers
 	// and its goroutine are not kept alive for the life of the socket.
-	hw := &hijackWriter{ResponseWriter: w, done: make(chan struct{})}
+	hw := &hijackWriter{ResponseWriter: w}
+	hw.gate.Lock()
 	go b.serveConn(hw, r, c)
-	<-hw.done
+	hw.gate.Lock() // until hijacked, or served without a hijack
 }
 
 // serveConn runs one connection: melody's upgrade and read loop. Nothing
@@ -220,11 +229,13 @@ func (b *Bridge) callAuthenticate(r *http.Request) (id Identity, err error) {
 	return b.cfg.authenticate(r)
 }
 
-// hijackWriter lets ServeHTTP return once the connection is hijacked.
+// hijackWriter lets ServeHTTP return once the connection is hijacked. The
+// connection's goroutine keeps it for the life of the socket, so it is
+// small: a mutex that ServeHTTP waits on, unlocked once.
 type hijackWriter struct {
 	http.ResponseWriter
-	once sync.Once
-	done chan struct{}
+	released atomic.Bool
+	gate     sync.Mutex // locked until release
 }
 
 func (h *hijackWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
@@ -238,7 +249,11 @@ func (h *hijackWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	return nc, rw, err
 }
 
-func (h *hijackWriter) release() { h.once.Do(func() { close(h.done) }) }
+func (h *hijackWriter) release() {
+	if h.released.CompareAndSwap(false, true) {
+		h.gate.Unlock()
+	}
+}
 
 // register records a new connection; false once the bridge is closing.
 func (b *Bridge) register(c *conn) bool {

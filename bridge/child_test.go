@@ -63,6 +63,9 @@ func readStats() serverStats {
 // runServer is the child's main: it serves mode on 127.0.0.1, prints its
 // address, and runs until its stdin closes.
 func runServer(mode string) {
+	if os.Getenv("COURIER_HEAP_PROFILE") != "" {
+		runtime.MemProfileRate = 1 // every allocation: a profile of a few KiB per connection
+	}
 	mux := http.NewServeMux()
 	var publish func(n, size int, volatile bool)
 	switch mode {

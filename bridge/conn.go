@@ -9,7 +9,6 @@ import (
 
 	"github.com/gorilla/websocket"
 	"github.com/olahol/melody"
-	"golang.org/x/time/rate"
 
 	"github.com/courierbus/courier/bridge/internal/wire"
 )
@@ -22,17 +21,17 @@ type writer interface{ Write([]byte) error }
 
 // conn is one WebSocket connection. Its read side (handle*) runs on
 // melody's read loop; its write side is melody's write goroutine, fed one
-// batch at a time from the conn's outbound buffer.
+// batch at a time from the conn's outbound buffer. An idle connection
+// costs little memory: the conn holds no timer (the clock loop enforces
+// the hello timeout), no rate limiter objects (buckets on the bridge's
+// clock), and no channel until it is closed.
 type conn struct {
 	b     *Bridge
 	ident Identity
 	ms    *melody.Session
 	w     writer // ms, or a stand-in in benchmarks
 	ws    *websocket.Conn
-	lim   *rate.Limiter // frames
-	bad   *rate.Limiter // strikes
-	hello *time.Timer
-	done  chan struct{} // closed when the connection has ended
+	lim   bucket // frames; used on the read loop only
 	sess  atomic.Pointer[session]
 	acks  atomic.Int64 // deliveries sent and not yet answered by an ack or nack
 
@@ -47,34 +46,73 @@ type conn struct {
 	dead        bool // the connection has ended
 	closeCode   int  // closeAfter: close once the queue is written
 	closeReason string
-	drain       bool // a sender held back at the soft limit: wake catch-up below it
+	drain       bool          // a sender held back at the soft limit: wake catch-up below it
+	bad         bucket        // strikes
+	done        chan struct{} // made for the closer; closed when the connection has ended
 
 	closer sync.WaitGroup
 }
 
 func newConn(b *Bridge, id Identity) *conn {
+	now := b.now()
 	return &conn{
 		b:     b,
 		ident: id,
-		lim:   rate.NewLimiter(rate.Limit(b.cfg.rate), b.cfg.burst),
-		bad:   rate.NewLimiter(rate.Limit(b.cfg.strikeRate), b.cfg.strikeBurst),
-		done:  make(chan struct{}),
+		lim:   bucket{tokens: float64(b.cfg.burst), last: now},
+		bad:   bucket{tokens: float64(b.cfg.strikeBurst), last: now},
 	}
 }
 
-func connOf(ms *melody.Session) *conn {
-	v, _ := ms.Get(connKey)
+// bucket is a token bucket on the bridge's coarse clock.
+type bucket struct {
+	tokens float64 // at last
+	last   int64   // the bridge's clock, ns
+}
+
+// allow takes a token if there is one; the bucket refills at rate tokens
+// per second, up to burst.
+func (k *bucket) allow(now int64, rate float64, burst int) bool {
+	if now > k.last {
+		k.tokens = min(float64(burst), k.tokens+float64(now-k.last)*rate/float64(time.Second))
+		k.last = now
+	}
+	if k.tokens < 1 {
+		return false
+	}
+	k.tokens--
+	return true
+}
+
+// allowFrame spends the frame rate. Read loop only.
+func (c *conn) allowFrame() bool {
+	return c.lim.allow(c.b.now(), c.b.cfg.rate, c.b.cfg.burst)
+}
+
+// strike counts a refused frame; false when the strike budget is spent.
+func (c *conn) strike() bool {
+	c.outMu.Lock()
+	defer c.outMu.Unlock()
+	return c.bad.allow(c.b.now(), c.b.cfg.strikeRate, c.b.cfg.strikeBurst)
+}
+
+// connOf returns the conn of a melody session, nil once it has ended.
+func (b *Bridge) connOf(ms *melody.Session) *conn {
+	v, _ := b.byMS.Load(ms)
 	c, _ := v.(*conn)
 	return c
 }
 
-// onConnect runs on the connection's goroutine before its read loop.
+// onConnect runs on the connection's goroutine before its read loop. The
+// conn comes in melody's keys, a map of a few hundred bytes that the
+// bridge does not keep: from here on it finds the conn in b.byMS.
 func (b *Bridge) onConnect(ms *melody.Session) {
-	c := connOf(ms)
+	c, _ := ms.Keys[connKey].(*conn)
+	ms.Keys = nil
+	ms.Request = nil // the bridge keeps nothing of the request
 	if c == nil {
 		return
 	}
-	ms.Request = nil // the bridge keeps nothing of the request
+	b.byMS.Store(ms, c)
 	c.outMu.Lock()
 	c.ms, c.w, c.ws = ms, ms, ms.WebsocketConnection()
 	killed := c.closing
@@ -85,23 +123,22 @@ func (b *Bridge) onConnect(ms *melody.Session) {
 		c.ws.Close()
 		return
 	}
-	c.hello = time.AfterFunc(b.cfg.handshakeTimeout, func() {
-		if c.sess.Load() == nil {
-			c.kill(wire.CloseHelloTimeout, "hello timeout")
-		}
-	})
+	b.awaitHello(c)
 }
 
 // finish runs on the connection's goroutine after melody's read loop ended.
 func (c *conn) finish() {
+	if c.ms != nil {
+		c.b.byMS.Delete(c.ms)
+	}
 	c.outMu.Lock()
 	c.killed, c.dead = true, true
 	c.buf, c.nframes = nil, 0
+	done := c.done
 	c.outMu.Unlock()
-	if c.hello != nil {
-		c.hello.Stop()
+	if done != nil {
+		close(done)
 	}
-	close(c.done)
 	c.closer.Wait()
 	if s := c.sess.Load(); s != nil {
 		s.detach(c)
@@ -154,6 +191,10 @@ func (c *conn) killLocked(code int, reason string) {
 		return
 	}
 	c.closer.Add(1)
+	if c.done == nil {
+		c.done = make(chan struct{})
+	}
+	done := c.done
 	c.outMu.Unlock()
 	go func() {
 		defer c.closer.Done()
@@ -167,7 +208,7 @@ func (c *conn) killLocked(code int, reason string) {
 		t := time.NewTimer(time.Second)
 		defer t.Stop()
 		select {
-		case <-c.done:
+		case <-done:
 		case <-t.C:
 			ws.Close()
 		}
@@ -282,7 +323,7 @@ func (c *conn) take() []byte {
 
 // onSent runs on melody's write goroutine after a batch was written.
 func (b *Bridge) onSent(ms *melody.Session, _ []byte) {
-	if c := connOf(ms); c != nil {
+	if c := b.connOf(ms); c != nil {
 		c.sent()
 	}
 }
@@ -328,7 +369,7 @@ func (c *conn) sent() {
 // onError sees every error melody meets. It may run under melody's hub
 // lock (from Close), so it never calls back into melody.
 func (b *Bridge) onError(ms *melody.Session, err error) {
-	c := connOf(ms)
+	c := b.connOf(ms)
 	if c == nil {
 		return
 	}
@@ -351,7 +392,7 @@ func (b *Bridge) onError(ms *melody.Session, err error) {
 
 // onBinary refuses binary messages.
 func (b *Bridge) onBinary(ms *melody.Session, _ []byte) {
-	if c := connOf(ms); c != nil {
+	if c := b.connOf(ms); c != nil {
 		c.fail("", wire.CodeBadJSON, "binary messages are not part of the protocol")
 	}
 }

@@ -20,7 +20,7 @@ import (
 // process: the handlers check what they use, and a panic that escapes them
 // anyway closes this connection only.
 func (b *Bridge) onMessage(ms *melody.Session, msg []byte) {
-	c := connOf(ms)
+	c := b.connOf(ms)
 	if c == nil || c.isKilled() {
 		return
 	}
@@ -48,7 +48,7 @@ func (b *Bridge) handleMessage(c *conn, msg []byte) {
 	}()
 	raws, err := wire.Split(msg)
 	if err != nil {
-		if !c.lim.Allow() {
+		if !c.allowFrame() {
 			c.fail("", wire.CodeRateLimited, "rate limit")
 			return
 		}
@@ -60,7 +60,7 @@ func (b *Bridge) handleMessage(c *conn, msg []byte) {
 			return
 		}
 		if len(raw) > b.cfg.frameLimit {
-			if c.lim.Allow() {
+			if c.allowFrame() {
 				c.fail(wire.PeekID(raw), wire.CodeTooLarge, fmt.Sprintf("frame of %d bytes, limit %d", len(raw), b.cfg.frameLimit))
 			} else {
 				c.fail(wire.PeekID(raw), wire.CodeRateLimited, fmt.Sprintf("more than %g frames per second", b.cfg.rate))
@@ -71,7 +71,7 @@ func (b *Bridge) handleMessage(c *conn, msg []byte) {
 		// Acks and nacks answer deliveries: as many as were sent pass
 		// without spending the frame rate.
 		free := err == nil && (f.Op == wire.OpAck || f.Op == wire.OpNack) && c.acks.Add(-1) >= 0
-		if !free && !c.lim.Allow() {
+		if !free && !c.allowFrame() {
 			id := f.ID
 			if err != nil {
 				id = wire.PeekID(raw)
@@ -106,7 +106,7 @@ func (c *conn) fail(id, code, msg string) {
 	if frame, err := wire.Encode(&f); err == nil {
 		c.sendFrame(frame)
 	}
-	if wire.Strike(code) && !c.bad.Allow() {
+	if wire.Strike(code) && !c.strike() {
 		c.b.stats.badFrames.Add(1)
 		c.b.log.Info("bridge: too many bad frames, disconnecting", "code", code)
 		c.closeAfter(wire.CloseBadFrames, "too many bad frames")
@@ -222,10 +222,6 @@ func (c *conn) handleHello(f *wire.Frame) {
 		s.mu.Unlock()
 		c.closeAfter(wire.CloseGoingAway, "going away")
 		return
-	}
-	if c.hello != nil {
-		c.hello.Stop()
-		c.hello = nil
 	}
 	old = s.attach(c)
 	w := wire.Frame{
@@ -463,6 +459,9 @@ func (c *conn) subscribe(s *session, f *wire.Frame) {
 		if start != wire.StartNew {
 			ans.Recovered = wire.Bool(recovered)
 		}
+	}
+	if s.subs == nil {
+		s.subs = make(map[string]*csub)
 	}
 	s.subs[f.Sub] = cs
 	if f.ID != "" {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"slices"
 	"sync/atomic"
-	"time"
 
 	"github.com/courierbus/courier/bridge/internal/wire"
 	"github.com/courierbus/courier/bus"
@@ -93,20 +92,6 @@ func (rt *route) fanout(m *bus.Message[any]) {
 	}
 	for _, cs := range list {
 		cs.s.offer(cs, m, tail)
-	}
-}
-
-// clockLoop advances the bridge's coarse clock every few milliseconds.
-func (b *Bridge) clockLoop() {
-	t := time.NewTicker(10 * time.Millisecond)
-	defer t.Stop()
-	for {
-		select {
-		case <-b.ctx.Done():
-			return
-		case <-t.C:
-		}
-		b.clock.Store(int64(time.Since(b.clock0)))
 	}
 }
 

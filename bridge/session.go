@@ -21,8 +21,8 @@ type session struct {
 	token  string
 
 	mu       sync.Mutex
-	c        *conn // the attached connection, nil while detached
-	subs     map[string]*csub
+	c        *conn             // the attached connection, nil while detached
+	subs     map[string]*csub  // made by the first subscribe
 	watching map[string]*watch // by bus room
 	expire   *time.Timer       // runs while detached
 	ackTimer *time.Timer
@@ -78,10 +78,7 @@ func (b *Bridge) newSession(c *conn, id Identity) (*session, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &session{
-		b: b, id: sid, ident: id, member: m, token: b.token(sid, id.ID),
-		subs: make(map[string]*csub),
-	}
+	s := &session{b: b, id: sid, ident: id, member: m, token: b.token(sid, id.ID)}
 	b.mu.Lock()
 	b.sessions[sid] = s
 	b.mu.Unlock()
