@@ -9,7 +9,6 @@ require (
 	github.com/olahol/melody v1.4.0
 	github.com/prometheus/client_golang v1.25.0
 	go.uber.org/goleak v1.3.0
-	golang.org/x/time v0.16.0
 )
 
 require (
