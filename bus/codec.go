@@ -18,6 +18,9 @@ type jsonCodec struct{}
 
 func (jsonCodec) Encode(v any) ([]byte, error) {
 	if r, ok := v.(json.RawMessage); ok {
+		if r == nil {
+			return []byte("null"), nil // as encoding/json encodes a nil RawMessage
+		}
 		if !json.Valid(r) {
 			return nil, &json.SyntaxError{}
 		}

@@ -2,6 +2,7 @@ package bus_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"strings"
 	"testing"
@@ -99,5 +100,15 @@ func TestRequestsSpreadOverHandlers(t *testing.T) {
 	}
 	if seen["a"] != 5 || seen["b"] != 5 {
 		t.Fatalf("requests per handler = %v, want 5 each", seen)
+	}
+}
+
+func TestRawReplyOfNilRawMessage(t *testing.T) {
+	b := newBus(t)
+	ep, _ := bus.NewEndpoint[json.RawMessage, json.RawMessage](b, "nothing")
+	ep.Handle(func(context.Context, json.RawMessage) (json.RawMessage, error) { return nil, nil })
+	got, err := b.RequestRaw(context.Background(), "nothing", []byte(`{}`))
+	if err != nil || string(got) != "null" {
+		t.Fatalf("RequestRaw with a nil RawMessage reply = %s, %v; want null, nil", got, err)
 	}
 }
