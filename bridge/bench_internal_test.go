@@ -55,7 +55,7 @@ func newFanoutBench(tb testing.TB, n int, volatile bool, nmsgs int) *fanoutBench
 		tb.Fatal(err)
 	}
 	for i := range n {
-		c := newConn(br, Identity{})
+		c := newConn(br, Identity{}, "")
 		w := &instantWriter{c: c}
 		c.w = w
 		s, err := br.newSession(c, Identity{})

@@ -60,23 +60,6 @@ type Bridge struct {
 	writePl sync.Pool // outbound batch buffers
 }
 
-type counters struct {
-	accepted, refused, slow, badFrames, sessionsEnded, resumed atomic.Uint64
-}
-
-// Stats is a snapshot of a bridge's counters.
-type Stats struct {
-	Connections     int    // open WebSocket connections
-	Sessions        int    // sessions, connected or waiting for resume
-	Routes          int    // bus subscriptions the bridge holds, one per distinct pattern
-	Accepted        uint64 // connections upgraded
-	Refused         uint64 // requests refused before the upgrade (origin, auth, closed)
-	Resumed         uint64 // sessions resumed
-	SlowDisconnects uint64 // connections closed because they did not read fast enough
-	BadDisconnects  uint64 // connections closed for too many bad frames
-	SessionsEnded   uint64
-}
-
 // New returns a bridge between b and WebSocket clients. Nothing is exposed
 // to clients until options say so (see [Expose]). The bridge does not close
 // b; close the bridge first.
@@ -188,7 +171,7 @@ func (b *Bridge) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	c := newConn(b, id)
+	c := newConn(b, id, r.RemoteAddr)
 	if !b.register(c) {
 		b.stats.refused.Add(1)
 		http.Error(w, "bridge: closed", http.StatusServiceUnavailable)
@@ -374,25 +357,6 @@ func (b *Bridge) shutdown(code int, reason string) {
 	})
 	b.wg.Wait()
 	b.m.Close() // ErrClosed on the second call; nothing is left to close
-}
-
-// Stats returns a snapshot of the bridge's counters.
-func (b *Bridge) Stats() Stats {
-	b.lifeMu.Lock()
-	nc := len(b.conns)
-	b.lifeMu.Unlock()
-	b.mu.RLock()
-	ns := len(b.sessions)
-	b.mu.RUnlock()
-	b.routeMu.Lock()
-	nr := len(b.routes)
-	b.routeMu.Unlock()
-	return Stats{
-		Connections: nc, Sessions: ns, Routes: nr,
-		Accepted: b.stats.accepted.Load(), Refused: b.stats.refused.Load(), Resumed: b.stats.resumed.Load(),
-		SlowDisconnects: b.stats.slow.Load(), BadDisconnects: b.stats.badFrames.Load(),
-		SessionsEnded: b.stats.sessionsEnded.Load(),
-	}
 }
 
 // Identity returns the identity of session sessionID (a client's member id

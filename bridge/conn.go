@@ -26,14 +26,15 @@ type writer interface{ Write([]byte) error }
 // the hello timeout), no rate limiter objects (buckets on the bridge's
 // clock), and no channel until it is closed.
 type conn struct {
-	b     *Bridge
-	ident Identity
-	ms    *melody.Session
-	w     writer // ms, or a stand-in in benchmarks
-	ws    *websocket.Conn
-	lim   bucket // frames; used on the read loop only
-	sess  atomic.Pointer[session]
-	acks  atomic.Int64 // deliveries sent and not yet answered by an ack or nack
+	b      *Bridge
+	ident  Identity
+	remote string // the request's RemoteAddr
+	ms     *melody.Session
+	w      writer // ms, or a stand-in in benchmarks
+	ws     *websocket.Conn
+	lim    bucket // frames; used on the read loop only
+	sess   atomic.Pointer[session]
+	acks   atomic.Int64 // deliveries sent and not yet answered by an ack or nack
 
 	outMu       sync.Mutex
 	buf         *[]byte // frames waiting: '[' then frames separated by ','
@@ -53,13 +54,14 @@ type conn struct {
 	closer sync.WaitGroup
 }
 
-func newConn(b *Bridge, id Identity) *conn {
+func newConn(b *Bridge, id Identity, remote string) *conn {
 	now := b.now()
 	return &conn{
-		b:     b,
-		ident: id,
-		lim:   bucket{tokens: float64(b.cfg.burst), last: now},
-		bad:   bucket{tokens: float64(b.cfg.strikeBurst), last: now},
+		b:      b,
+		ident:  id,
+		remote: remote,
+		lim:    bucket{tokens: float64(b.cfg.burst), last: now},
+		bad:    bucket{tokens: float64(b.cfg.strikeBurst), last: now},
 	}
 }
 
@@ -317,6 +319,7 @@ func (c *conn) take() []byte {
 	}
 	c.writing, c.wlen = buf, len(msg)
 	c.queued = c.wlen
+	c.b.stats.framesOut.Add(uint64(c.nframes))
 	c.buf, c.nframes = nil, 0
 	return msg
 }

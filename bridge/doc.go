@@ -49,6 +49,11 @@
 // recovered: false when history no longer covers it. When the window
 // passes, the session's member leaves its rooms.
 //
+// The host sees the sessions with [Bridge.Sessions] and the bridge's
+// counters with [Bridge.Stats] (package observe exports them as metrics and
+// shows them on an admin page); [Bridge.Disconnect] closes a client's
+// connection with close code 4009, and the client resumes its session.
+//
 // The bridge holds one bus subscription per distinct pattern its clients
 // use and fans each message out itself, encoding it once for every
 // connection; frames queued for a connection are written together as one

@@ -21,12 +21,14 @@ var (
 	// (the client gets the error code "forbidden").
 	ErrForbidden = errors.New("bridge: forbidden")
 
-	// ErrNoSession is returned by Request when no session has the id.
+	// ErrNoSession is returned by Request and Disconnect when no live
+	// session has the id (it never existed, or it ended).
 	ErrNoSession = errors.New("bridge: no such session")
 
-	// ErrNotConnected is returned by Request when the session exists but
-	// has no connection (it is waiting for its client to resume), and when
-	// the connection drops before the client replied.
+	// ErrNotConnected is returned by Request and Disconnect when the
+	// session exists but has no connection (it is waiting for its client to
+	// resume), and by Request when the connection drops before the client
+	// replied.
 	ErrNotConnected = errors.New("bridge: session not connected")
 
 	// ErrInvalidOption is returned by New when options are out of range or

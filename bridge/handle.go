@@ -48,6 +48,7 @@ func (b *Bridge) handleMessage(c *conn, msg []byte) {
 	}()
 	raws, err := wire.Split(msg)
 	if err != nil {
+		b.stats.framesIn.Add(1)
 		if !c.allowFrame() {
 			c.fail("", wire.CodeRateLimited, "rate limit")
 			return
@@ -55,6 +56,7 @@ func (b *Bridge) handleMessage(c *conn, msg []byte) {
 		c.fail("", wire.CodeBadJSON, errText(err))
 		return
 	}
+	b.stats.framesIn.Add(uint64(len(raws)))
 	for _, raw := range raws {
 		if c.isKilled() {
 			return
@@ -103,8 +105,8 @@ func errText(err error) string {
 // fail sends an error frame and counts a strike when the client caused it.
 func (c *conn) fail(id, code, msg string) {
 	f := wire.Frame{Op: wire.OpError, ID: id, Code: code, Message: msg}
-	if frame, err := wire.Encode(&f); err == nil {
-		c.sendFrame(frame)
+	if frame, err := wire.Encode(&f); err == nil && c.sendFrame(frame) {
+		c.b.stats.errorFrame(code)
 	}
 	if wire.Strike(code) && !c.strike() {
 		c.b.stats.badFrames.Add(1)
@@ -208,6 +210,9 @@ func (c *conn) handleHello(f *wire.Frame) {
 		}
 	}
 	resumed := s != nil
+	if f.Resume != "" && !resumed {
+		b.stats.resumesFailed.Add(1)
+	}
 	if !resumed {
 		var err error
 		if s, err = b.newSession(c, ident); err != nil {
@@ -237,7 +242,11 @@ func (c *conn) handleHello(f *wire.Frame) {
 			w.Subs = append(w.Subs, wire.SubState{Sub: cs.id, Pattern: cs.pattern, Recovered: !lost[cs]})
 		}
 		w.Rooms = b.clientNames(s.member.Rooms())
+		s.resumes++
 		b.stats.resumed.Add(1)
+		if len(lost) > 0 {
+			b.stats.resumesUnrecovered.Add(1)
+		}
 	}
 	c.reply(&w)
 	if resumed {

@@ -28,7 +28,9 @@ type session struct {
 	ackTimer *time.Timer
 	ackAt    int64 // when ackTimer fires, on the bridge's clock; 0 when idle
 	ended    bool
-	inq      bool // on the catch-up queue
+	inq      bool  // on the catch-up queue
+	since    int64 // when c was attached or the last one detached, on the bridge's clock
+	resumes  int   // times a client resumed the session
 	sreqs    map[string]chan *wire.Frame
 	nreqs    int // client requests in progress
 }
@@ -89,6 +91,7 @@ func (b *Bridge) newSession(c *conn, id Identity) (*session, error) {
 func (s *session) attach(c *conn) (old *conn) {
 	old = s.c
 	s.c = c
+	s.since = s.b.now()
 	if s.expire != nil {
 		s.expire.Stop()
 		s.expire = nil
@@ -105,6 +108,7 @@ func (s *session) detach(c *conn) {
 		return
 	}
 	s.c = nil
+	s.since = s.b.now()
 	for id, ch := range s.sreqs {
 		close(ch)
 		delete(s.sreqs, id)

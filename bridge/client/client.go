@@ -373,6 +373,8 @@ func (c *Client) stop(l *link) bool {
 		delete(c.pending, id)
 	}
 	c.mu.Unlock()
+	// Every other close code reconnects and resumes: 1001 (going away),
+	// 1011, 4002, 4008 (slow), 4009 (the host disconnected the client).
 	var ce *websocket.CloseError
 	if errors.As(l.err, &ce) {
 		switch ce.Code {

@@ -27,7 +27,9 @@ export class CourierError extends Error {
   }
 }
 
-// Close codes the client stops on (docs/protocol.md, section 4).
+// Close codes the client stops on (docs/protocol.md, section 4). On every
+// other code, 4008 (slow) and 4009 (disconnected by the host) among them, it
+// reconnects and resumes its session.
 const TERMINAL = new Map([
   [4000, 'too many bad frames'],
   [4001, 'unauthorized'],

@@ -67,6 +67,66 @@ const (
 	CodeInternal      = "internal"
 )
 
+// Codes returns every error code above, in a fixed order: a code's index
+// in it is stable for the life of the process (the bridge counts error
+// frames in an array indexed by it).
+func Codes() []string {
+	return []string{
+		CodeBadJSON, CodeBadFrame, CodeUnknownOp, CodeVersion, CodeHelloRequired, CodeUnauthorized,
+		CodeForbidden, CodeInvalidName, CodeTypeMismatch, CodeTooLarge, CodeRateLimited, CodeLimit,
+		CodeConflict, CodeNotFound, CodeNoHandler, CodeTimeout, CodeFailed, CodeUnavailable, CodeInternal,
+	}
+}
+
+// NumCodes is len(Codes()).
+const NumCodes = 19
+
+// CodeIndex returns the index of code in Codes(), or -1 for a code that is
+// not one of them.
+func CodeIndex(code string) int {
+	switch code {
+	case CodeBadJSON:
+		return 0
+	case CodeBadFrame:
+		return 1
+	case CodeUnknownOp:
+		return 2
+	case CodeVersion:
+		return 3
+	case CodeHelloRequired:
+		return 4
+	case CodeUnauthorized:
+		return 5
+	case CodeForbidden:
+		return 6
+	case CodeInvalidName:
+		return 7
+	case CodeTypeMismatch:
+		return 8
+	case CodeTooLarge:
+		return 9
+	case CodeRateLimited:
+		return 10
+	case CodeLimit:
+		return 11
+	case CodeConflict:
+		return 12
+	case CodeNotFound:
+		return 13
+	case CodeNoHandler:
+		return 14
+	case CodeTimeout:
+		return 15
+	case CodeFailed:
+		return 16
+	case CodeUnavailable:
+		return 17
+	case CodeInternal:
+		return 18
+	}
+	return -1
+}
+
 // Strike reports whether an error with this code counts against the
 // client's strike budget (it was caused by the client's input).
 func Strike(code string) bool {
@@ -89,6 +149,9 @@ const (
 	CloseReplaced     = 4003
 	CloseVersion      = 4005
 	CloseSlow         = 4008
+	// CloseDisconnected: the host disconnected the client (Bridge.Disconnect);
+	// the session waits for it to reconnect and resume.
+	CloseDisconnected = 4009
 )
 
 // Headers the server sets on every publish of a client: who published it.

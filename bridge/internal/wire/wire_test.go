@@ -126,3 +126,18 @@ func BenchmarkMessageFrame(b *testing.B) {
 		}
 	})
 }
+
+func TestCodeIndex(t *testing.T) {
+	codes := Codes()
+	if len(codes) != NumCodes {
+		t.Fatalf("got %d codes, want NumCodes %d", len(codes), NumCodes)
+	}
+	for i, c := range codes {
+		if got := CodeIndex(c); got != i {
+			t.Errorf("CodeIndex(%q) = %d, want %d", c, got, i)
+		}
+	}
+	if got := CodeIndex("no_such_code"); got != -1 {
+		t.Errorf("CodeIndex of an unknown code = %d, want -1", got)
+	}
+}
