@@ -315,14 +315,18 @@ func TestAdminRedriveLeave(t *testing.T) {
 		t.Errorf("lobby still has %v", m)
 	}
 
-	// Disconnect needs the bridge to be able to.
-	status, ans = action(t, s, "disconnect", map[string]any{"session": c.SessionID()})
-	if _, ok := any(s.br).(interface{ Disconnect(string) error }); ok {
-		if status != http.StatusOK {
-			t.Errorf("disconnect: %d %v", status, ans)
-		}
-	} else if status != http.StatusNotImplemented {
-		t.Errorf("disconnect without bridge support: %d %v, want 501", status, ans)
+	// Disconnect a client: it resumes its session.
+	sid := c.SessionID()
+	status, ans = action(t, s, "disconnect", map[string]any{"session": sid})
+	if status != http.StatusOK {
+		t.Errorf("disconnect: %d %v", status, ans)
+	}
+	eventually(t, "the client's resume", func() bool { return s.br.Stats().Resumed == 1 && s.br.Stats().Connections == 1 })
+	if got := c.SessionID(); got != sid {
+		t.Errorf("after the disconnect the client is in session %s, want %s", got, sid)
+	}
+	if status, ans := action(t, s, "disconnect", map[string]any{"session": "no-such-session"}); status != http.StatusNotFound {
+		t.Errorf("disconnect of an unknown session: %d %v, want 404", status, ans)
 	}
 }
 

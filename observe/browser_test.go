@@ -298,17 +298,11 @@ func TestAdminPageInBrowser(t *testing.T) {
 	})
 
 	t.Run("disconnect", func(t *testing.T) {
-		if _, ok := any(s.br).(interface{ Disconnect(string) error }); !ok {
-			disabled := eval[bool](admin, fmt.Sprintf(`document.querySelector('#sessions [data-session=%q] button.disconnect').disabled`, sid))
-			if !disabled {
-				t.Error("the disconnect button is enabled, but the bridge cannot disconnect")
-			}
-			t.Skip("bridge.Bridge has no Disconnect(sessionID string) error method yet: the page shows the button disabled")
-		}
 		resumedBefore := eval[string](admin, `document.querySelector('#bridge-resumed').textContent`)
 		eval[bool](admin, fmt.Sprintf(`document.querySelector('#sessions [data-session=%q] button.disconnect').click() || true`, sid))
-		client.waitJS(browserWait, fmt.Sprintf(`events.some((e) => e.type === 'resume' && e.session === %q && e.resumed)`, sid),
-			"the client to resume its session")
+		client.waitJS(browserWait, fmt.Sprintf(`events.some((e) => e.type === 'disconnect' && e.code === 4009) &&
+			events.some((e) => e.type === 'resume' && e.session === %q && e.resumed)`, sid),
+			"the client to be disconnected with 4009 and resume its session")
 		admin.waitJS(5*time.Second, fmt.Sprintf(`document.querySelector('#bridge-resumed').textContent !== %q &&
 			document.querySelector('#sessions [data-session=%q]') !== null`, resumedBefore, sid),
 			"the resume on the admin page")

@@ -233,15 +233,11 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 		counter(d.slow, float64(v.SlowDisconnects))
 		counter(d.bad, float64(v.BadDisconnects))
 		counter(d.ended, float64(v.SessionsEnded))
-		if v.haveResumeDetail {
-			counter(d.resumesUnrecovered, float64(v.resumesUnrecovered))
-			counter(d.resumesFailed, float64(v.resumesFailed))
-		}
-		if v.haveFrames {
-			counter(d.framesIn, float64(v.framesIn))
-			counter(d.framesOut, float64(v.framesOut))
-		}
-		for code, n := range v.errorFrames {
+		counter(d.resumesUnrecovered, float64(v.ResumesUnrecovered))
+		counter(d.resumesFailed, float64(v.ResumesFailed))
+		counter(d.framesIn, float64(v.FramesIn))
+		counter(d.framesOut, float64(v.FramesOut))
+		for code, n := range v.ErrorFrames {
 			counter(d.errorFrames, float64(n), code)
 		}
 	}

@@ -17,7 +17,7 @@ var (
 	ErrForbidden = errors.New("observe: forbidden")
 
 	// ErrUnsupported is what an admin action answers (HTTP 501) when the
-	// bridge it was given cannot do it, such as disconnecting a client with
-	// a bridge that has no Disconnect method.
+	// admin lacks what it needs: disconnecting a client needs a bridge
+	// ([WithBridge]).
 	ErrUnsupported = errors.New("observe: not supported by this bridge")
 )

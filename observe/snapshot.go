@@ -38,25 +38,17 @@ const RedrivenHeader = "courier-redriven-from"
 
 // snapshot is what the admin page draws. Its JSON is the page's input.
 type snapshot struct {
-	Time             time.Time      `json:"time"`
-	Interval         int64          `json:"interval_ms"`
-	Caps             capabilities   `json:"caps"`
-	Bus              busRow         `json:"bus"`
-	Topics           []topicRow     `json:"topics"`
-	Subs             []subRow       `json:"subscriptions"`
-	Rooms            []roomRow      `json:"rooms"`
-	Sessions         []sessionView  `json:"sessions"`
-	SessionsComplete bool           `json:"sessions_complete"`
-	Bridge           *bridgeRow     `json:"bridge"`
-	Store            *storeRow      `json:"store"`
-	Dead             []deadRow      `json:"dead"`
-	More             map[string]int `json:"more"` // rows left out, by section
-}
-
-type capabilities struct {
-	Bridge     bool `json:"bridge"`
-	Store      bool `json:"store"`
-	Disconnect bool `json:"disconnect"`
+	Time     time.Time      `json:"time"`
+	Interval int64          `json:"interval_ms"`
+	Bus      busRow         `json:"bus"`
+	Topics   []topicRow     `json:"topics"`
+	Subs     []subRow       `json:"subscriptions"`
+	Rooms    []roomRow      `json:"rooms"`
+	Sessions []sessionView  `json:"sessions"`
+	Bridge   *bridgeRow     `json:"bridge"`
+	Store    *storeRow      `json:"store"`
+	Dead     []deadRow      `json:"dead"`
+	More     map[string]int `json:"more"` // rows left out, by section
 }
 
 type busRow struct {
@@ -113,13 +105,13 @@ type bridgeRow struct {
 	Accepted           uint64            `json:"accepted"`
 	Refused            uint64            `json:"refused"`
 	Resumed            uint64            `json:"resumed"`
-	ResumesUnrecovered *uint64           `json:"resumes_unrecovered"`
-	ResumesFailed      *uint64           `json:"resumes_failed"`
+	ResumesUnrecovered uint64            `json:"resumes_unrecovered"`
+	ResumesFailed      uint64            `json:"resumes_failed"`
 	SlowDisconnects    uint64            `json:"slow_disconnects"`
 	BadDisconnects     uint64            `json:"bad_disconnects"`
 	SessionsEnded      uint64            `json:"sessions_ended"`
-	FramesIn           *uint64           `json:"frames_in"`
-	FramesOut          *uint64           `json:"frames_out"`
+	FramesIn           uint64            `json:"frames_in"`
+	FramesOut          uint64            `json:"frames_out"`
 	ErrorFrames        map[string]uint64 `json:"error_frames"`
 }
 
@@ -187,7 +179,6 @@ func (s *snapshotter) take(ctx context.Context) *snapshot {
 	st := s.b.Stats()
 	snap := &snapshot{
 		Time: now, Interval: s.interval.Milliseconds(),
-		Caps: capabilities{Bridge: s.br != nil, Store: s.st != nil, Disconnect: canDisconnect(s.br)},
 		Bus:  busRow{Topics: len(st.Topics), Subscriptions: len(st.Subscriptions), Rooms: st.Rooms, Members: st.Members},
 		More: map[string]int{},
 	}
@@ -255,18 +246,15 @@ func (s *snapshotter) take(ctx context.Context) *snapshot {
 		row := &bridgeRow{
 			Connections: v.Connections, Sessions: v.Sessions, Routes: v.Routes, Accepted: v.Accepted,
 			Refused: v.Refused, Resumed: v.Resumed, SlowDisconnects: v.SlowDisconnects,
-			BadDisconnects: v.BadDisconnects, SessionsEnded: v.SessionsEnded, ErrorFrames: v.errorFrames,
-		}
-		if v.haveFrames {
-			row.FramesIn, row.FramesOut = &v.framesIn, &v.framesOut
-		}
-		if v.haveResumeDetail {
-			row.ResumesUnrecovered, row.ResumesFailed = &v.resumesUnrecovered, &v.resumesFailed
+			BadDisconnects: v.BadDisconnects, SessionsEnded: v.SessionsEnded, ErrorFrames: v.ErrorFrames,
+			ResumesUnrecovered: v.ResumesUnrecovered, ResumesFailed: v.ResumesFailed,
+			FramesIn: v.FramesIn, FramesOut: v.FramesOut,
 		}
 		snap.Bridge = row
-		snap.Sessions, snap.SessionsComplete = bridgeSessions(s.br, s.b, maxSessions)
-		if snap.SessionsComplete && len(snap.Sessions) < v.Sessions {
-			snap.More["sessions"] = v.Sessions - len(snap.Sessions)
+		var total int
+		snap.Sessions, total = bridgeSessions(s.br, maxSessions)
+		if total > len(snap.Sessions) {
+			snap.More["sessions"] = total - len(snap.Sessions)
 		}
 	}
 	if s.st != nil {

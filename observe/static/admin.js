@@ -136,9 +136,9 @@ function draw(s) {
     setText('#bridge-slow', num(b.slow_disconnects));
     setText('#bridge-bad', num(b.bad_disconnects));
     setText('#bridge-ended', num(b.sessions_ended));
-    setText('#bridge-frames', b.frames_in === null ? '–' : `${num(b.frames_in)} / ${num(b.frames_out)}`);
+    setText('#bridge-frames', `${num(b.frames_in)} / ${num(b.frames_out)}`);
     const errs = Object.entries(b.error_frames || {}).filter(([, n]) => n > 0).sort();
-    setText('#bridge-errors', b.error_frames ? (errs.map(([c, n]) => `${c} ${num(n)}`).join(', ') || '0') : '–');
+    setText('#bridge-errors', errs.map(([c, n]) => `${c} ${num(n)}`).join(', ') || '0');
   }
 
   const st = s.store;
@@ -152,7 +152,7 @@ function draw(s) {
   }
 
   section('dead', s.dead || [], drawDead);
-  section('sessions', [s.sessions, s.sessions_complete, s.caps, s.more.sessions], () => drawSessions(s));
+  section('sessions', [s.sessions, s.more.sessions], () => drawSessions(s));
   section('rooms', [s.rooms, s.more.rooms], () => drawRooms(s));
   section('topics', [s.topics, s.more.topics], () => drawTopics(s));
   section('subs', [s.subscriptions, s.more.subscriptions], () => drawSubs(s));
@@ -180,26 +180,23 @@ function drawSessions(s) {
   const rows = (s.sessions || []).map((x) => {
     const button = el('button', {
       class: 'disconnect',
-      disabled: !s.caps.disconnect,
-      title: s.caps.disconnect ? 'close the connection; the client resumes its session' : 'this bridge cannot disconnect clients',
+      disabled: !x.connected,
+      title: x.connected ? 'close the connection; the client resumes its session' : 'not connected',
     }, 'disconnect');
     button.addEventListener('click', () => act(button, 'disconnect', { session: x.id },
       () => `disconnected ${x.user || x.id}`));
-    const state = x.connected === null || x.connected === undefined ? '?' : (x.connected ? 'connected' : 'waiting to resume');
+    const since = `since ${new Date(x.since).toLocaleString()}`;
     return el('tr', { 'data-session': x.id, 'data-user': x.user },
       el('td', { class: 'mono', text: x.id }),
       el('td', { text: x.user || '(anonymous)' }),
-      el('td', { class: 'state', text: state, title: x.remote || '' }),
+      el('td', { class: 'state', text: x.connected ? 'connected' : 'waiting to resume', title: x.remote ? `${x.remote}, ${since}` : since }),
       el('td', { text: (x.rooms || []).join(', ') }),
       el('td', { class: 'n', text: num(x.subscriptions) }),
       el('td', { class: 'n resumes', text: num(x.resumes) }),
       el('td', null, button));
   });
   fill($('#sessions tbody'), rows, 7, s.bridge ? 'no sessions' : 'no bridge');
-  const notes = [];
-  if (s.bridge && !s.sessions_complete) notes.push('only sessions in rooms are listed: this bridge cannot list its sessions');
-  if (s.more.sessions > 0) notes.push(`${num(s.more.sessions)} more not shown`);
-  setText('#sessions-note', notes.length ? `(${notes.join('; ')})` : '');
+  more('#sessions-note', s.more.sessions, 'sessions');
 }
 
 function drawRooms(s) {
