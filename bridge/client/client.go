@@ -262,13 +262,14 @@ func (c *Client) connect(ctx context.Context) (*link, *wire.Frame, []wire.Frame,
 	}
 	ws.SetWriteDeadline(time.Time{})
 	ws.SetReadDeadline(deadline)
+	var d decoder
 	for {
 		_, msg, err := ws.ReadMessage()
 		if err != nil {
 			ws.Close()
 			return nil, nil, nil, fmt.Errorf("client: waiting for welcome: %w", err)
 		}
-		frames, err := decode(msg)
+		frames, err := d.decode(msg)
 		if err != nil {
 			continue
 		}
@@ -291,18 +292,22 @@ func (c *Client) connect(ctx context.Context) (*link, *wire.Frame, []wire.Frame,
 	}
 }
 
-func decode(msg []byte) ([]wire.Frame, error) {
-	raws, err := wire.Split(msg)
-	if err != nil {
-		return nil, err
-	}
-	out := make([]wire.Frame, 0, len(raws))
-	for _, r := range raws {
-		if f, err := wire.Parse(r); err == nil {
-			out = append(out, f)
-		}
-	}
-	return out, nil
+// decoder decodes the messages of one connection, on its reader. Message
+// frames, nearly all of what a client reads, go through the wire scanner;
+// their Data are slices of the WebSocket message (gorilla/websocket reads
+// every message into a new slice).
+type decoder struct {
+	wire.Decoder
+	frames []wire.Frame // reused: valid until the next decode
+}
+
+// decode returns the frames of a WebSocket message, leaving out those that
+// do not decode. They are valid until the next call: dispatch keeps
+// nothing of them.
+func (d *decoder) decode(msg []byte) ([]wire.Frame, error) {
+	var err error
+	d.frames, err = d.Decode(msg, d.frames)
+	return d.frames, err
 }
 
 // run is the client's supervisor: it serves one link at a time and
@@ -545,6 +550,7 @@ func (c *Client) writeLoop(l *link) {
 func (c *Client) readLoop(l *link) {
 	dead := 2*l.hb + 5*time.Second
 	l.ws.SetReadDeadline(time.Now().Add(dead))
+	var d decoder
 	l.ws.SetPingHandler(func(data string) error {
 		l.ws.SetReadDeadline(time.Now().Add(dead))
 		err := l.ws.WriteControl(websocket.PongMessage, []byte(data), time.Now().Add(time.Second))
@@ -560,7 +566,7 @@ func (c *Client) readLoop(l *link) {
 			return
 		}
 		l.ws.SetReadDeadline(time.Now().Add(dead))
-		frames, err := decode(msg)
+		frames, err := d.decode(msg)
 		if err != nil {
 			c.log.Warn("client: undecodable message from server", "err", err)
 			continue
@@ -614,7 +620,8 @@ func (c *Client) dispatch(l *link, f *wire.Frame) {
 		delete(c.pending, f.ID)
 		c.mu.Unlock()
 		if ch != nil {
-			ch <- f
+			a := *f // f is the reader's, reused for the next frame
+			ch <- &a
 			return
 		}
 	}

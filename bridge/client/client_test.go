@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"slices"
@@ -305,5 +306,50 @@ func TestAbsentMeansZero(t *testing.T) {
 		if m.Seq != want || m.Attempt != 1 || (m.Epoch == 0) != (want == 0) {
 			t.Errorf("message %s: seq %d, epoch %d, attempt %d; want seq %d, attempt 1", m.Data, m.Seq, m.Epoch, m.Attempt, want)
 		}
+	}
+}
+
+// TestMessagesKept: messages a handler keeps stay as they came, with their
+// data, topic and headers, while later batches are read into the reader's
+// reused frames.
+func TestMessagesKept(t *testing.T) {
+	b, url := server(t, bridge.Expose("k.>", bridge.Subscribe, bridge.Publish))
+	c, err := client.Dial(ctxT(t), url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	const n = 500
+	got := make(chan *client.Message, n)
+	if _, err := c.Subscribe(ctxT(t), "k.>", func(_ context.Context, m *client.Message) error { got <- m; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	for i := range n {
+		topic := fmt.Sprintf("k.t%d", i%3)
+		data := fmt.Sprintf(`{"i": %d, "s": "caf\u00e9 %d"}`, i, i) // spaces and escapes: as published
+		if _, err := b.PublishRaw(ctxT(t), topic, []byte(data), bus.Headers(map[string]string{"h": fmt.Sprint(i)})); err != nil {
+			t.Fatal(err)
+		}
+	}
+	kept := make([]*client.Message, 0, n)
+	for range n {
+		select {
+		case m := <-got:
+			kept = append(kept, m)
+		case <-time.After(10 * time.Second):
+			t.Fatalf("got %d messages, want %d", len(kept), n)
+		}
+	}
+	seen := make(map[int]bool)
+	for _, m := range kept { // in order per topic, not across topics
+		var v struct {
+			I int
+			S string
+		}
+		if err := json.Unmarshal(m.Data, &v); err != nil || seen[v.I] || v.S != fmt.Sprintf("café %d", v.I) ||
+			m.Topic != fmt.Sprintf("k.t%d", v.I%3) || m.Headers["h"] != fmt.Sprint(v.I) {
+			t.Fatalf("topic %s, headers %v, data %s (%v)", m.Topic, m.Headers, m.Data, err)
+		}
+		seen[v.I] = true
 	}
 }

@@ -129,15 +129,15 @@ func (c *Client) serve(l *link, f *wire.Frame) {
 	if closed {
 		return
 	}
+	id, topic, data := f.ID, f.Topic, f.Data // f is the reader's, reused for the next frame
 	go func() {
 		defer c.wg.Done()
-		r := wire.Frame{Op: wire.OpReply, ID: f.ID}
-		data := f.Data
+		r := wire.Frame{Op: wire.OpReply, ID: id}
 		if len(data) == 0 {
 			data = json.RawMessage("null") // absent: null
 		}
 		if h == nil {
-			r.Code, r.Message = "no_handler", fmt.Sprintf("no handler for %q", f.Topic)
+			r.Code, r.Message = "no_handler", fmt.Sprintf("no handler for %q", topic)
 		} else if v, err := safeServe(c.ctx, h, data); err != nil {
 			r.Code, r.Message = "failed", err.Error()
 		} else if r.Data, err = encodeData(v); err != nil {

@@ -24,7 +24,11 @@ const (
 	HeaderSession = wire.HeaderSession
 )
 
-// Message is one delivery to a subscription's handler.
+// Message is one delivery to a subscription's handler. Data is the
+// message's JSON as the server sent it, and shares memory with the
+// WebSocket message it came in, which other deliveries may share too: it
+// may be kept, but keeping it keeps that whole WebSocket message (copy it
+// with bytes.Clone to keep only Data). The handler may keep the Message.
 type Message struct {
 	Sub     string            // the subscription's id
 	Topic   string            // the topic it was published to
@@ -66,11 +70,13 @@ type Subscription struct {
 
 type position struct{ epoch, seq uint64 }
 
-// queued is a message or resync frame waiting for the handler, with the
+// queued is a message or a resync waiting for the handler, with the
 // session it came in: delivery numbers count from 1 in every new session,
 // so an ack belongs to the session of its delivery and to no other.
 type queued struct {
-	f       *wire.Frame
+	m       *Message // for a resync: its Topic, Epoch and Seq
+	n       uint64   // the delivery number; 0 for volatile deliveries and resyncs
+	resync  bool
 	session string
 }
 
@@ -181,14 +187,24 @@ func (s *Subscription) stop() {
 }
 
 // push queues a message or resync frame that came in session, from the
-// link's reader.
+// link's reader. It keeps nothing of f, which the reader reuses.
 func (s *Subscription) push(session string, f *wire.Frame) {
 	s.mu.Lock()
 	if s.ended || s.cfg.volatile && len(s.q) >= 4096 {
 		s.mu.Unlock()
 		return
 	}
-	s.q = append(s.q, queued{f, session})
+	e := queued{m: &Message{
+		Sub: s.id, Topic: f.Topic, Epoch: uint64(f.Epoch), Seq: f.Seq, Rooms: f.To,
+		Headers: f.Headers, Data: f.Data, Attempt: max(f.Attempt, 1),
+	}, n: f.N, resync: f.Op == wire.OpResync, session: session}
+	if len(f.Data64) > 0 {
+		e.m.Data = f.Data64
+	}
+	if len(f.Rooms) > 0 {
+		e.m.Rooms = f.Rooms
+	}
+	s.q = append(s.q, e)
 	s.mu.Unlock()
 	select {
 	case s.wake <- struct{}{}:
@@ -240,33 +256,33 @@ func (s *Subscription) run() {
 			flush() // a cumulative ack covers one session's deliveries only
 			session = e.session
 		}
-		f := e.f
-		if f.Op == wire.OpResync {
+		m := e.m
+		if e.resync {
 			s.mu.Lock()
-			p := s.hwm[f.Topic]
-			if p.epoch != uint64(f.Epoch) || p.seq+1 < f.Seq {
-				s.hwm[f.Topic] = position{uint64(f.Epoch), f.Seq - 1}
+			p := s.hwm[m.Topic]
+			if p.epoch != m.Epoch || p.seq+1 < m.Seq {
+				s.hwm[m.Topic] = position{m.Epoch, m.Seq - 1}
 			}
 			s.mu.Unlock()
 			continue
 		}
 		var err error
-		if !s.handled(f) {
-			err = s.call(f)
-			s.record(f, err)
+		if !s.handled(m) {
+			err = s.call(m)
+			s.record(m, err)
 		}
 		switch {
-		case f.N == 0:
+		case e.n == 0:
 		case err == nil && !s.failing():
 			// Acknowledge cumulatively while the queue has more: one
 			// frame for a run of messages.
-			upto = f.N
+			upto = e.n
 			if pending++; pending >= 128 {
 				flush()
 			}
 		default:
 			flush()
-			s.settle(session, f, err)
+			s.settle(session, e.n, m.Attempt, err)
 		}
 	}
 }
@@ -297,69 +313,59 @@ func (s *Subscription) failing() bool {
 	return false
 }
 
-// handled reports whether f is a message the handler already handled.
-func (s *Subscription) handled(f *wire.Frame) bool {
-	if f.Seq == 0 {
+// handled reports whether m is a message the handler already handled.
+func (s *Subscription) handled(m *Message) bool {
+	if m.Seq == 0 {
 		return false
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	p, ok := s.hwm[f.Topic]
-	if !ok || p.epoch != uint64(f.Epoch) || f.Seq > p.seq {
+	p, ok := s.hwm[m.Topic]
+	if !ok || p.epoch != m.Epoch || m.Seq > p.seq {
 		return false
 	}
-	_, failed := s.failed[f.Topic][f.Seq]
+	_, failed := s.failed[m.Topic][m.Seq]
 	return !failed
 }
 
-func (s *Subscription) record(f *wire.Frame, err error) {
-	if f.Seq == 0 {
+func (s *Subscription) record(m *Message, err error) {
+	if m.Seq == 0 {
 		return
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	fails := s.failed[f.Topic]
+	fails := s.failed[m.Topic]
 	if err != nil {
 		if fails == nil {
 			fails = make(map[uint64]int)
-			s.failed[f.Topic] = fails
+			s.failed[m.Topic] = fails
 		}
-		fails[f.Seq]++
+		fails[m.Seq]++
 	} else if fails != nil {
-		delete(fails, f.Seq)
+		delete(fails, m.Seq)
 	}
-	p, ok := s.hwm[f.Topic]
-	if !ok || p.epoch != uint64(f.Epoch) || f.Seq > p.seq {
-		s.hwm[f.Topic] = position{uint64(f.Epoch), f.Seq}
+	p, ok := s.hwm[m.Topic]
+	if !ok || p.epoch != m.Epoch || m.Seq > p.seq {
+		s.hwm[m.Topic] = position{m.Epoch, m.Seq}
 	}
 }
 
-func (s *Subscription) call(f *wire.Frame) (err error) {
+func (s *Subscription) call(m *Message) (err error) {
 	defer func() {
 		if v := recover(); v != nil {
 			err = fmt.Errorf("client: handler panicked: %v", v)
 			s.c.log.Error("client: handler panicked", "sub", s.id, "panic", v)
 		}
 	}()
-	m := &Message{
-		Sub: s.id, Topic: f.Topic, Epoch: uint64(f.Epoch), Seq: f.Seq, Rooms: f.To,
-		Headers: f.Headers, Data: f.Data, Attempt: max(f.Attempt, 1),
-	}
-	if len(f.Data64) > 0 {
-		m.Data = f.Data64
-	}
-	if len(f.Rooms) > 0 {
-		m.Rooms = f.Rooms
-	}
 	return s.h(s.c.ctx, m)
 }
 
-// settle acks or nacks one delivery that came in session.
-func (s *Subscription) settle(session string, f *wire.Frame, err error) {
-	a := wire.Frame{Op: wire.OpAck, Sub: s.id, N: f.N}
+// settle acks or nacks delivery n, attempt attempt, that came in session.
+func (s *Subscription) settle(session string, n uint64, attempt int, err error) {
+	a := wire.Frame{Op: wire.OpAck, Sub: s.id, N: n}
 	if err != nil {
 		a.Op = wire.OpNack
-		a.Delay = min(100*time.Millisecond<<min(max(f.Attempt-1, 0), 6), 5*time.Second).Milliseconds()
+		a.Delay = min(100*time.Millisecond<<min(max(attempt-1, 0), 6), 5*time.Second).Milliseconds()
 	}
 	s.ack(session, &a)
 }

@@ -303,8 +303,8 @@ var (
 )
 
 // Split returns the frames of one WebSocket message: the message itself when
-// it holds one JSON object, the elements of a JSON array otherwise. It does
-// not decode the frames (see Parse).
+// it holds one JSON object, the elements of a JSON array otherwise, as
+// slices of msg. It does not decode the frames (see Parse).
 func Split(msg []byte) ([][]byte, error) {
 	t := bytes.TrimLeft(msg, " \t\r\n")
 	if len(t) == 0 {
@@ -314,6 +314,9 @@ func Split(msg []byte) ([][]byte, error) {
 	case '{':
 		return [][]byte{msg}, nil
 	case '[':
+		if out, ok := splitArray(msg, len(msg)-len(t)); ok {
+			return out, nil
+		}
 		var raws []json.RawMessage
 		if err := json.Unmarshal(msg, &raws); err != nil {
 			return nil, &Error{Code: CodeBadJSON, Err: err}
