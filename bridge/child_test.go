@@ -29,12 +29,18 @@ import (
 // which share the machine, are not counted as the server's.
 const serverEnv = "COURIER_BRIDGE_TEST_SERVER"
 
+// serverProcsEnv sets the child's GOMAXPROCS (default: half the CPUs), to
+// see the server with writers running beside the fan-out on a small
+// machine.
+const serverProcsEnv = "COURIER_BRIDGE_TEST_SERVER_PROCS"
+
 // serverStats is what the child reports about itself.
 type serverStats struct {
 	RSS        int64 // resident set, bytes
 	Heap       int64 // HeapInuse after GC
 	Stack      int64 // StackInuse
 	CPU        int64 // user+system time, nanoseconds
+	Writes     int64 // write system calls (syscw in /proc/self/io)
 	Goroutines int
 }
 
@@ -48,6 +54,13 @@ func readStats() serverStats {
 	st := serverStats{
 		Heap: int64(ms.HeapInuse), Stack: int64(ms.StackInuse), Goroutines: runtime.NumGoroutine(),
 		CPU: ru.Utime.Nano() + ru.Stime.Nano(),
+	}
+	if b, err := os.ReadFile("/proc/self/io"); err == nil {
+		for line := range strings.SplitSeq(string(b), "\n") {
+			if n, ok := strings.CutPrefix(line, "syscw: "); ok {
+				st.Writes, _ = strconv.ParseInt(n, 10, 64)
+			}
+		}
 	}
 	if b, err := os.ReadFile("/proc/self/status"); err == nil {
 		for line := range strings.SplitSeq(string(b), "\n") {
@@ -138,7 +151,11 @@ type childServer struct {
 func startServer(tb testing.TB, mode string) *childServer {
 	tb.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), serverEnv+"="+mode, "GOMAXPROCS="+strconv.Itoa(max(1, runtime.NumCPU()/2)))
+	procs := strconv.Itoa(max(1, runtime.NumCPU()/2))
+	if p := os.Getenv(serverProcsEnv); p != "" {
+		procs = p
+	}
+	cmd.Env = append(os.Environ(), serverEnv+"="+mode, "GOMAXPROCS="+procs)
 	stdin, _ := cmd.StdinPipe()
 	stdout, _ := cmd.StdoutPipe()
 	cmd.Stderr = os.Stderr
