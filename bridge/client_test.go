@@ -401,3 +401,21 @@ func TestClientBasics(t *testing.T) {
 	}
 	waitUntil(t, func() bool { return e.br.Stats().Sessions == 0 }) // bye ended the session
 }
+
+// TestAckedPublishesBackToBack: the default rate limit lets a client
+// publish with acknowledgements back to back (here faster than over any
+// real network: its burst covers 1500 publishes), and the welcome reports
+// it.
+func TestAckedPublishesBackToBack(t *testing.T) {
+	e := newEnv(t, nil, bridge.Expose("p.>", bridge.Publish))
+	_, w := e.rawHello()
+	if w.Limits == nil || w.Limits.Rate != 1000 || w.Limits.Burst != 2000 {
+		t.Fatalf("welcome limits %+v, want rate 1000, burst 2000", w.Limits)
+	}
+	c := e.dial()
+	for i := range 1500 {
+		if _, err := c.Publish(ctxT(t), "p.x", i, client.WithAck()); err != nil {
+			t.Fatalf("publish %d: %v", i, err)
+		}
+	}
+}

@@ -108,8 +108,8 @@ func defaults() config {
 		frameLimit:       64 << 10,
 		messageLimit:     256 << 10,
 		maxSubs:          64,
-		rate:             100,
-		burst:            200,
+		rate:             1000,
+		burst:            2000,
 		strikeRate:       1,
 		strikeBurst:      20,
 		outbound:         1 << 20,
@@ -357,7 +357,11 @@ func MaxSubscriptions(n int) Option { return intOpt{intSubs, n} }
 
 // RateLimit sets how many frames per second a connection may send, with
 // bursts of burst frames. Frames beyond it are refused with
-// "rate_limited". Default 100 per second, burst 200.
+// "rate_limited" (acks and nacks of deliveries are not counted). Default
+// 1000 per second, burst 2000: enough for a client that publishes with
+// acknowledgements back to back over any real network. Bad frames are
+// bounded apart from it ([StrikeLimit]); lower it where each good frame
+// is expensive, such as clients that may publish to persisted topics.
 func RateLimit(perSecond float64, burst int) Option { return rateOpt{false, perSecond, burst} }
 
 // StrikeLimit sets how many refused frames a connection may send: burst

@@ -641,8 +641,8 @@ export class Client {
     this._token = f.resume || '';
     this.heartbeat = f.heartbeat > 0 ? f.heartbeat : 25000;
     this.limits = f.limits || null;
-    const rate = this.limits && this.limits.rate > 0 ? this.limits.rate : 100;
-    const burst = this.limits && this.limits.burst > 0 ? this.limits.burst : 200;
+    const rate = this.limits && this.limits.rate > 0 ? this.limits.rate : 1000;
+    const burst = this.limits && this.limits.burst > 0 ? this.limits.burst : 2000;
     this._rate = rate * 0.9;
     this._burst = Math.max(1, Math.floor(burst * 0.9) - 1);
     this._tokens = this._burst;
