@@ -351,8 +351,25 @@ func markdown(cfg config, res *results, m bench.Machine) string {
 	if missed > 0 {
 		p("\n%s\n", limitsNotes)
 	}
+	if table, err := os.ReadFile(filepath.Join(cfg.out, benchstatFile)); err == nil {
+		p("\n%s\n```\n%s```\n", benchstatNotes, table)
+	}
 	return b.String()
 }
+
+// benchstatFile, beside this page, holds the bus's delivery benchmarks in
+// ten runs through benchstat; the report includes it when it is there.
+const benchstatFile = "benchmarks-bus-benchstat.txt"
+
+const benchstatNotes = `## The bus in ten runs (benchstat)
+
+The in-process figures above are three runs each. The bus's own benchmarks, with the channel
+baseline beside each shape, in ten runs summarized by benchstat (ratios are against the chan
+column; the channel baseline's fast and slow modes show as its spread):
+
+` + "```sh\n" + `go test -run '^$' -bench Delivery -count 10 ./bus > d.txt
+benchstat -col /impl d.txt > docs/benchmarks-bus-benchstat.txt
+` + "```"
 
 func ifBase(res *results, k key, metric, baseMetric string) string {
 	base, ok := res.baselineKey(k)
