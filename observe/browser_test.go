@@ -5,8 +5,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"os"
-	"os/exec"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -16,6 +14,7 @@ import (
 	"github.com/chromedp/chromedp"
 
 	"github.com/courierbus/courier/bridge"
+	"github.com/courierbus/courier/internal/browsertest"
 	"github.com/courierbus/courier/observe"
 )
 
@@ -25,83 +24,12 @@ import (
 
 const browserWait = 15 * time.Second // the longest any step may take
 
-func chromiumPath() string {
-	if p := os.Getenv("COURIER_CHROMIUM"); p != "" {
-		return p
-	}
-	for _, name := range []string{"chromium", "chromium-browser", "google-chrome", "google-chrome-stable", "chrome"} {
-		if p, err := exec.LookPath(name); err == nil {
-			return p
-		}
-	}
-	return ""
-}
-
-func skipBrowser(t *testing.T, format string, args ...any) {
-	t.Helper()
-	if os.Getenv("COURIER_REQUIRE_BROWSER") == "1" {
-		t.Fatalf(format+" (and COURIER_REQUIRE_BROWSER=1)", args...)
-	}
-	t.Skipf(format+"; skipping the browser test", args...)
-}
-
-// startBrowser starts headless Chromium for one test; it is stopped, and
-// its profile removed, when the test ends.
+// startBrowser starts headless Chromium for one test (see
+// internal/browsertest: it skips without Chromium unless
+// COURIER_REQUIRE_BROWSER=1).
 func startBrowser(t *testing.T) context.Context {
 	t.Helper()
-	path := chromiumPath()
-	if path == "" {
-		skipBrowser(t, "no Chromium found: install it (apt-get install -y chromium) or set COURIER_CHROMIUM")
-	}
-	dir, err := os.MkdirTemp("", "courier-observe-chromium-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	allocCtx, cancelAlloc := chromedp.NewExecAllocator(context.Background(),
-		chromedp.ExecPath(path),
-		chromedp.NoSandbox, // tests may run as root
-		chromedp.Headless,
-		chromedp.DisableGPU,
-		chromedp.NoFirstRun,
-		chromedp.NoDefaultBrowserCheck,
-		chromedp.UserDataDir(dir),
-		chromedp.WindowSize(1200, 900),
-		chromedp.Flag("disable-background-networking", true),
-		chromedp.Flag("disable-component-update", true),
-		chromedp.Flag("disable-sync", true),
-		chromedp.Flag("disable-dev-shm-usage", true),
-		chromedp.Flag("disable-extensions", true),
-		chromedp.Flag("disable-background-timer-throttling", true),
-		chromedp.Flag("disable-renderer-backgrounding", true),
-		chromedp.Flag("disable-backgrounding-occluded-windows", true),
-		chromedp.Flag("no-proxy-server", true),
-	)
-	ctx, cancel := chromedp.NewContext(allocCtx)
-	t.Cleanup(func() {
-		cancel()
-		cancelAlloc()
-		for range 50 { // Chromium's helpers may still write in the profile
-			if os.RemoveAll(dir) == nil {
-				return
-			}
-			time.Sleep(100 * time.Millisecond)
-		}
-	})
-	// The first action starts the browser and ties its life to the context
-	// it gets: give it ctx itself, and bound the wait separately.
-	started := make(chan error, 1)
-	go func() { started <- chromedp.Do(ctx) }()
-	select {
-	case err = <-started:
-	case <-time.After(30 * time.Second):
-		cancel()
-		<-started
-		err = fmt.Errorf("not started within 30s")
-	}
-	if err != nil {
-		skipBrowser(t, "Chromium %s did not start: %v", path, err)
-	}
-	return ctx
+	return browsertest.Start(t, 1200, 900)
 }
 
 // tab is a page in a browser context of its own.

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net"
 	"os"
-	"os/exec"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -14,6 +13,8 @@ import (
 	"time"
 
 	"github.com/chromedp/chromedp"
+
+	"github.com/courierbus/courier/internal/browsertest"
 )
 
 // The browser tests drive the chat page in headless Chromium. They skip when
@@ -23,89 +24,12 @@ import (
 
 const wait = 15 * time.Second // the longest any step may take
 
-func chromiumPath() string {
-	if p := os.Getenv("COURIER_CHROMIUM"); p != "" {
-		return p
-	}
-	for _, name := range []string{"chromium", "chromium-browser", "google-chrome", "google-chrome-stable", "chrome"} {
-		if p, err := exec.LookPath(name); err == nil {
-			return p
-		}
-	}
-	return ""
-}
-
-// startBrowser starts headless Chromium for one test; it is stopped, and
-// its profile removed, when the test ends.
+// startBrowser starts headless Chromium for one test (see
+// internal/browsertest: it skips without Chromium unless
+// COURIER_REQUIRE_BROWSER=1).
 func startBrowser(t *testing.T) context.Context {
 	t.Helper()
-	path := chromiumPath()
-	if path == "" {
-		if os.Getenv("COURIER_REQUIRE_BROWSER") == "1" {
-			t.Fatal("no Chromium found (install it: apt-get install -y chromium) and COURIER_REQUIRE_BROWSER=1")
-		}
-		t.Skip("no Chromium found: install it (apt-get install -y chromium) or set COURIER_CHROMIUM; skipping the browser test")
-	}
-	dir, err := os.MkdirTemp("", "courier-chromium-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	opts := []chromedp.ExecAllocatorOption{
-		chromedp.ExecPath(path),
-		chromedp.NoSandbox, // tests may run as root
-		chromedp.Headless,
-		chromedp.DisableGPU,
-		chromedp.NoFirstRun,
-		chromedp.NoDefaultBrowserCheck,
-		chromedp.UserDataDir(dir),
-		chromedp.WindowSize(1100, 720),
-		chromedp.Flag("disable-background-networking", true),
-		chromedp.Flag("disable-component-update", true),
-		chromedp.Flag("disable-sync", true),
-		chromedp.Flag("disable-dev-shm-usage", true),
-		chromedp.Flag("disable-extensions", true),
-		chromedp.Flag("disable-background-timer-throttling", true),
-		chromedp.Flag("disable-renderer-backgrounding", true),
-		chromedp.Flag("disable-backgrounding-occluded-windows", true),
-		chromedp.Flag("no-proxy-server", true),
-	}
-	allocCtx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
-	ctx, cancel := chromedp.NewContext(allocCtx)
-	t.Cleanup(func() {
-		cancel()
-		cancelAlloc()
-		// Chromium's helpers may still write in the profile for a moment.
-		for range 50 {
-			if os.RemoveAll(dir) == nil {
-				return
-			}
-			time.Sleep(100 * time.Millisecond)
-		}
-	})
-	if err := start(ctx, cancel); err != nil {
-		if os.Getenv("COURIER_REQUIRE_BROWSER") == "1" {
-			t.Fatalf("start Chromium %s: %v", path, err)
-		}
-		t.Skipf("Chromium %s did not start (%v); skipping the browser test", path, err)
-	}
-	return ctx
-}
-
-// start runs the first action on a chromedp context: it starts the browser
-// or opens the tab, whose life it ties to the context it gets. So it gets
-// ctx itself, with no deadline, and the wait is bounded here instead: a
-// context with a deadline would close the tab when it ends.
-func start(ctx context.Context, cancel context.CancelFunc) error {
-	done := make(chan error, 1)
-	go func() { done <- chromedp.Do(ctx) }()
-	select {
-	case err := <-done:
-		return err
-	case <-time.After(30 * time.Second):
-		cancel()
-		<-done
-		return fmt.Errorf("not started within 30s")
-	}
+	return browsertest.Start(t, 1100, 720)
 }
 
 // chatPage is one user's tab, in a browser context of its own (its own
@@ -126,7 +50,7 @@ func newTab(t *testing.T, browser context.Context, url, name string) *chatPage {
 	ctx, cancel := chromedp.NewContext(browser, chromedp.WithNewBrowserContext())
 	t.Cleanup(cancel)
 	p := &chatPage{t: t, name: name, ctx: ctx}
-	if err := start(ctx, cancel); err != nil {
+	if err := browsertest.Open(ctx, cancel); err != nil {
 		t.Fatalf("open a tab for %s: %v", name, err)
 	}
 	p.do(chromedp.Navigate(url))
