@@ -13,6 +13,7 @@ import (
 	"github.com/courierbus/courier/bridge"
 	"github.com/courierbus/courier/bridge/client"
 	"github.com/courierbus/courier/bus"
+	"github.com/courierbus/courier/internal/tcpproxy"
 )
 
 // inbox collects a subscription's messages.
@@ -294,9 +295,9 @@ func TestServerRequest(t *testing.T) {
 // history holds.
 func TestResumeNotRecovered(t *testing.T) {
 	e := newEnv(t, []bus.Option{bus.History(5, 0)}, bridge.Expose("news.>", bridge.Subscribe))
-	p := newProxy(t, strings.TrimPrefix(e.srv.URL, "http://"))
+	p := tcpproxy.New(t, strings.TrimPrefix(e.srv.URL, "http://"))
 	events := make(chan client.Event, 16)
-	c, err := client.Dial(ctxT(t), p.url(e.url), client.WithBackoff(time.Millisecond, 5*time.Millisecond),
+	c, err := client.Dial(ctxT(t), p.URL(e.url), client.WithBackoff(time.Millisecond, 5*time.Millisecond),
 		client.OnEvent(func(ev client.Event) { events <- ev }))
 	if err != nil {
 		t.Fatal(err)
@@ -312,13 +313,13 @@ func TestResumeNotRecovered(t *testing.T) {
 	in.wait(t, 1)
 	// Stop the client from reconnecting while 20 messages are published:
 	// the proxy refuses to forward until the history has moved on.
-	p.ln.Close()
-	p.cut()
+	p.StopAccepting()
+	p.Cut()
 	waitUntil(t, func() bool { return e.br.Stats().Connections == 0 })
 	for i := 2; i <= 21; i++ {
 		e.bus.PublishRaw(ctxT(t), "news.today", []byte(strings.Repeat("9", 1)))
 	}
-	p2 := newProxyAt(t, p.ln.Addr().String(), strings.TrimPrefix(e.srv.URL, "http://"))
+	p2 := tcpproxy.NewAt(t, p.Addr(), strings.TrimPrefix(e.srv.URL, "http://"))
 	_ = p2
 	var resumed client.Event
 	for ev := range events {

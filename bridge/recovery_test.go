@@ -13,6 +13,7 @@ import (
 	"github.com/courierbus/courier/bridge"
 	"github.com/courierbus/courier/bridge/client"
 	"github.com/courierbus/courier/bus"
+	"github.com/courierbus/courier/internal/tcpproxy"
 )
 
 // TestRecoveryUnderCuts cuts the client's connection at random at least
@@ -21,9 +22,9 @@ import (
 func TestRecoveryUnderCuts(t *testing.T) {
 	const total, minCuts = 10000, 200
 	e := newEnv(t, []bus.Option{bus.History(total+1, 0)}, bridge.Expose("load.>", bridge.Subscribe, bridge.Publish))
-	p := newProxy(t, strings.TrimPrefix(e.srv.URL, "http://"))
+	p := tcpproxy.New(t, strings.TrimPrefix(e.srv.URL, "http://"))
 	var connects, resumes atomic.Int64
-	c, err := client.Dial(ctxT(t), p.url(e.url),
+	c, err := client.Dial(ctxT(t), p.URL(e.url),
 		client.WithBackoff(2*time.Millisecond, 20*time.Millisecond),
 		client.OnEvent(func(ev client.Event) {
 			if ev.Type == client.Connected {
@@ -89,7 +90,7 @@ func TestRecoveryUnderCuts(t *testing.T) {
 		for {
 			select {
 			case <-all:
-				if p.cuts >= minCuts {
+				if p.Cuts() >= minCuts {
 					return
 				}
 			case <-deadline:
@@ -97,7 +98,7 @@ func TestRecoveryUnderCuts(t *testing.T) {
 			default:
 			}
 			time.Sleep(time.Duration(1+rand.IntN(15)) * time.Millisecond)
-			p.cut()
+			p.Cut()
 		}
 	}()
 	wg.Wait()
@@ -107,8 +108,8 @@ func TestRecoveryUnderCuts(t *testing.T) {
 	}
 	mu.Lock()
 	defer mu.Unlock()
-	if p.cuts < minCuts {
-		t.Errorf("only %d cuts", p.cuts)
+	if p.Cuts() < minCuts {
+		t.Errorf("only %d cuts", p.Cuts())
 	}
 	if len(seqs) != total {
 		t.Fatalf("handled %d messages, want %d", len(seqs), total)
@@ -118,7 +119,7 @@ func TestRecoveryUnderCuts(t *testing.T) {
 			t.Fatalf("message %d has seq %d: not exactly once in order", i, s)
 		}
 	}
-	t.Logf("%d cuts, %d connects, %d resumed, server stats %+v", p.cuts, connects.Load(), resumes.Load(), e.br.Stats())
+	t.Logf("%d cuts, %d connects, %d resumed, server stats %+v", p.Cuts(), connects.Load(), resumes.Load(), e.br.Stats())
 }
 
 // TestCatchUpUnderLoad: clients with small windows fall behind a fast

@@ -21,6 +21,7 @@ import (
 	"github.com/courierbus/courier/bridge"
 	"github.com/courierbus/courier/bridge/client"
 	"github.com/courierbus/courier/bus"
+	"github.com/courierbus/courier/internal/tcpproxy"
 	"github.com/courierbus/courier/observe"
 )
 
@@ -160,9 +161,9 @@ func TestMetricsAfterWorkload(t *testing.T) {
 		t.Fatal(err)
 	}
 	resp.Body.Close()
-	p := newProxy(t, strings.TrimPrefix(s.srv.URL, "http://"))
+	p := tcpproxy.New(t, strings.TrimPrefix(s.srv.URL, "http://"))
 	resumed := make(chan bool, 4)
-	c, err := client.Dial(ctx, p.url(s.wsURL()), client.WithBackoff(5*time.Millisecond, 20*time.Millisecond),
+	c, err := client.Dial(ctx, p.URL(s.wsURL()), client.WithBackoff(5*time.Millisecond, 20*time.Millisecond),
 		client.OnEvent(func(ev client.Event) {
 			if ev.Type == client.Connected {
 				resumed <- ev.Resumed
@@ -180,7 +181,7 @@ func TestMetricsAfterWorkload(t *testing.T) {
 	if _, err := c.Publish(ctx, "secret", 1, client.WithAck()); err == nil {
 		t.Fatal("publishing to a topic that is not exposed worked")
 	}
-	if p.cut() != 1 {
+	if p.Cut() != 1 {
 		t.Fatal("no connection to cut")
 	}
 	select {

@@ -2,12 +2,9 @@ package observe_test
 
 import (
 	"context"
-	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -125,84 +122,4 @@ func topicStats(b *bus.Bus, name string) bus.TopicStats {
 		}
 	}
 	return bus.TopicStats{}
-}
-
-// proxy is a TCP proxy on 127.0.0.1 in front of a server, which can cut
-// every connection through it at once.
-type proxy struct {
-	ln    net.Listener
-	to    string
-	wg    sync.WaitGroup
-	mu    sync.Mutex
-	pairs map[net.Conn]net.Conn
-}
-
-func newProxy(t testing.TB, to string) *proxy {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &proxy{ln: ln, to: to, pairs: make(map[net.Conn]net.Conn)}
-	p.wg.Add(1)
-	go p.accept()
-	t.Cleanup(p.close)
-	return p
-}
-
-// url returns wsURL with its host replaced by the proxy's.
-func (p *proxy) url(wsURL string) string {
-	rest := wsURL[len("ws://"):]
-	return "ws://" + p.ln.Addr().String() + rest[strings.Index(rest, "/"):]
-}
-
-func (p *proxy) accept() {
-	defer p.wg.Done()
-	for {
-		in, err := p.ln.Accept()
-		if err != nil {
-			return
-		}
-		out, err := net.DialTimeout("tcp", p.to, 5*time.Second)
-		if err != nil {
-			in.Close()
-			continue
-		}
-		p.mu.Lock()
-		p.pairs[in] = out
-		p.mu.Unlock()
-		p.wg.Add(2)
-		go p.pipe(in, out)
-		go p.pipe(out, in)
-	}
-}
-
-func (p *proxy) pipe(dst, src net.Conn) {
-	defer p.wg.Done()
-	io.Copy(dst, src)
-	dst.Close()
-	src.Close()
-	p.mu.Lock()
-	delete(p.pairs, src)
-	delete(p.pairs, dst)
-	p.mu.Unlock()
-}
-
-// cut closes every connection through the proxy and returns how many.
-func (p *proxy) cut() int {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	n := 0
-	for in, out := range p.pairs {
-		in.Close()
-		out.Close()
-		n++
-	}
-	return n
-}
-
-func (p *proxy) close() {
-	p.ln.Close()
-	p.cut()
-	p.wg.Wait()
 }

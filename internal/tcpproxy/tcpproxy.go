@@ -1,0 +1,127 @@
+// Package tcpproxy is a TCP proxy on 127.0.0.1 for Courier's tests: it
+// stands between clients and a server and can cut every connection through
+// it at once, as a network failure does.
+package tcpproxy
+
+import (
+	"io"
+	"net"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// Proxy forwards the connections it accepts to one server. Its methods are
+// safe for concurrent use.
+type Proxy struct {
+	ln net.Listener
+	to string
+	wg sync.WaitGroup
+
+	mu    sync.Mutex
+	pairs map[net.Conn]net.Conn
+	cuts  int
+}
+
+// New starts a proxy to the server at address to, on a free port of
+// 127.0.0.1. It is closed when the test ends.
+func New(t testing.TB, to string) *Proxy { return NewAt(t, "127.0.0.1:0", to) }
+
+// NewAt is New listening on addr, which it retries for up to a second:
+// it brings a proxy back at the address clients know.
+func NewAt(t testing.TB, addr, to string) *Proxy {
+	t.Helper()
+	var ln net.Listener
+	var err error
+	for range 100 {
+		if ln, err = net.Listen("tcp", addr); err == nil {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &Proxy{ln: ln, to: to, pairs: make(map[net.Conn]net.Conn)}
+	p.wg.Add(1)
+	go p.accept()
+	t.Cleanup(p.Close)
+	return p
+}
+
+// Addr returns the proxy's address.
+func (p *Proxy) Addr() string { return p.ln.Addr().String() }
+
+// URL returns wsURL (ws://host/path) with its host replaced by the proxy's.
+func (p *Proxy) URL(wsURL string) string {
+	rest := wsURL[len("ws://"):]
+	return "ws://" + p.Addr() + rest[strings.Index(rest, "/"):]
+}
+
+func (p *Proxy) accept() {
+	defer p.wg.Done()
+	for {
+		in, err := p.ln.Accept()
+		if err != nil {
+			return
+		}
+		out, err := net.DialTimeout("tcp", p.to, 5*time.Second)
+		if err != nil {
+			in.Close()
+			continue
+		}
+		p.mu.Lock()
+		p.pairs[in] = out
+		p.mu.Unlock()
+		p.wg.Add(2)
+		go p.pipe(in, out)
+		go p.pipe(out, in)
+	}
+}
+
+func (p *Proxy) pipe(dst, src net.Conn) {
+	defer p.wg.Done()
+	io.Copy(dst, src)
+	dst.Close()
+	src.Close()
+	p.mu.Lock()
+	delete(p.pairs, src)
+	delete(p.pairs, dst)
+	p.mu.Unlock()
+}
+
+// Cut closes every connection through the proxy and returns how many.
+func (p *Proxy) Cut() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	n := 0
+	for in, out := range p.pairs {
+		in.Close()
+		out.Close()
+		n++
+	}
+	if n > 0 {
+		p.cuts++
+	}
+	return n
+}
+
+// Cuts returns how many Cut calls found connections to cut.
+func (p *Proxy) Cuts() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.cuts
+}
+
+// StopAccepting closes the listener: connections through the proxy go on,
+// new ones are refused.
+func (p *Proxy) StopAccepting() { p.ln.Close() }
+
+// Close stops accepting, cuts every connection and waits for the proxy's
+// goroutines. It may be called more than once.
+func (p *Proxy) Close() {
+	p.ln.Close()
+	p.Cut()
+	p.wg.Wait()
+}
