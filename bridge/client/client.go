@@ -192,6 +192,7 @@ type link struct {
 	err  error
 	wg   sync.WaitGroup // reader and writer
 	hb   time.Duration
+	pace *pacer // nil when the server announced no frame rate
 }
 
 func (l *link) end(err error) {
@@ -279,7 +280,7 @@ func (c *Client) connect(ctx context.Context) (*link, *wire.Frame, []wire.Frame,
 			case wire.OpWelcome:
 				ws.SetReadDeadline(time.Time{})
 				l := &link{ws: ws, out: make(chan []byte, 1024), done: make(chan struct{}),
-					hb: time.Duration(f.Heartbeat) * time.Millisecond}
+					hb: time.Duration(f.Heartbeat) * time.Millisecond, pace: newPacer(f.Limits)}
 				if l.hb <= 0 {
 					l.hb = 25 * time.Second
 				}
@@ -476,8 +477,11 @@ func (c *Client) restore(l *link, w *wire.Frame, resumed, first bool) map[string
 	return recovered
 }
 
-// send encodes and queues a frame on l.
+// send encodes and queues a frame on l, within the server's frame rate.
 func (c *Client) send(l *link, f *wire.Frame) bool {
+	if l.pace != nil && f.Op != wire.OpAck && !l.pace.wait(l.done) {
+		return false
+	}
 	frame, err := wire.Encode(f)
 	if err != nil {
 		return false

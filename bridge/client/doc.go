@@ -20,6 +20,10 @@
 // reports connects (resumed, and recovered per subscription),
 // disconnects, resyncs and errors.
 //
+// Frames other than acks are paced to the frame rate the server announces
+// in its welcome, so a client that publishes faster waits instead of having
+// frames refused as rate_limited.
+//
 // [Client.Close] ends the session and returns after every goroutine of the
 // client, handlers included, has returned.
 package client
