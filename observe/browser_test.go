@@ -6,12 +6,9 @@ import (
 	"io"
 	"net/http"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
-
-	"github.com/chromedp/chromedp"
 
 	"github.com/courierbus/courier/bridge"
 	"github.com/courierbus/courier/internal/browsertest"
@@ -34,116 +31,39 @@ func startBrowser(t *testing.T) context.Context {
 
 // tab is a page in a browser context of its own.
 type tab struct {
-	t    *testing.T
-	name string
-	ctx  context.Context
-
-	mu      sync.Mutex
-	console []string // exceptions and console errors
+	*browsertest.Tab
 }
+
+// tabState is what a failed wait shows of a page: its address, status line
+// and client state.
+const tabState = `{url: location.href,
+	status: document.querySelector('#status')?.textContent,
+	state: (globalThis.courierAdmin?.client || globalThis.c)?.state,
+	events: globalThis.events,
+	body: document.body?.innerText.slice(0, 300)}`
 
 // openTab opens url in a tab of its own browser context.
 func openTab(t *testing.T, browser context.Context, name, url string) *tab {
 	t.Helper()
-	ctx, cancel := chromedp.NewContext(browser, chromedp.WithNewBrowserContext())
-	t.Cleanup(cancel)
-	// The first action opens the tab and ties its life to the context it
-	// gets: give it ctx itself, and bound the wait separately.
-	opened := make(chan error, 1)
-	go func() { opened <- chromedp.Do(ctx) }()
-	select {
-	case err := <-opened:
-		if err != nil {
-			t.Fatalf("open %s: %v", name, err)
-		}
-	case <-time.After(browserWait):
-		cancel()
-		<-opened
-		t.Fatalf("open %s: no tab within %v", name, browserWait)
-	}
-	p := &tab{t: t, name: name, ctx: ctx}
-	p.do(chromedp.Navigate(url))
-	go func() {
-		for m, err := range chromedp.Console(ctx) {
-			if err != nil {
-				return
-			}
-			if m.IsException() || m.Type == chromedp.ConsoleError {
-				p.mu.Lock()
-				p.console = append(p.console, m.String())
-				p.mu.Unlock()
-			}
-		}
-	}()
-	return p
-}
-
-func (p *tab) do(actions ...chromedp.Action[chromedp.Void]) {
-	p.t.Helper()
-	ctx, cancel := context.WithTimeout(p.ctx, browserWait)
-	defer cancel()
-	if err := chromedp.Do(ctx, actions...); err != nil {
-		p.t.Fatalf("%s: %v%s", p.name, err, p.consoleText())
-	}
+	return &tab{browsertest.NewTab(t, browser, name, url, browserWait, tabState)}
 }
 
 // eval evaluates a JavaScript expression (awaiting a promise) into a T.
 func eval[T any](p *tab, expr string) T {
-	p.t.Helper()
-	ctx, cancel := context.WithTimeout(p.ctx, browserWait)
-	defer cancel()
-	v, err := chromedp.Run(ctx, chromedp.Evaluate[T](expr, chromedp.EvalAwaitPromise))
-	if err != nil {
-		p.t.Fatalf("%s: evaluate %s: %v%s", p.name, expr, err, p.consoleText())
-	}
-	return v
+	p.T.Helper()
+	return browsertest.Eval[T](p.Tab, expr)
 }
 
 // waitJS waits up to d until expr is truthy and returns how long it took.
 func (p *tab) waitJS(d time.Duration, expr, what string) time.Duration {
-	p.t.Helper()
-	start := time.Now()
-	ctx, cancel := context.WithTimeout(p.ctx, d+2*time.Second)
-	defer cancel()
-	_, err := chromedp.Run(ctx, chromedp.Poll[chromedp.Void](expr,
-		chromedp.WithPollingInterval(20*time.Millisecond), chromedp.WithPollingTimeout(d)))
-	if err != nil {
-		p.t.Fatalf("%s: waiting %v for %s: %v\npage: %s%s", p.name, d, what, err, p.describe(), p.consoleText())
-	}
-	return time.Since(start)
-}
-
-// describe returns the page's address, status line and client state.
-func (p *tab) describe() string {
-	ctx, cancel := context.WithTimeout(p.ctx, 2*time.Second)
-	defer cancel()
-	s, err := chromedp.Run(ctx, chromedp.Evaluate[string](`JSON.stringify({
-		url: location.href,
-		status: document.querySelector('#status')?.textContent,
-		state: (globalThis.courierAdmin?.client || globalThis.c)?.state,
-		events: globalThis.events,
-		body: document.body?.innerText.slice(0, 300)})`))
-	if err != nil {
-		return err.Error()
-	}
-	return s
-}
-
-func (p *tab) consoleText() string {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if len(p.console) == 0 {
-		return ""
-	}
-	return "\nconsole:\n  " + strings.Join(p.console, "\n  ")
+	p.T.Helper()
+	return p.WaitJS(d, 20*time.Millisecond, expr, what)
 }
 
 func (p *tab) checkConsole() {
-	p.t.Helper()
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	for _, m := range p.console {
-		p.t.Errorf("%s logged: %s", p.name, m)
+	p.T.Helper()
+	for _, m := range p.Console() {
+		p.T.Errorf("%s logged: %s", p.Name, m)
 	}
 }
 
@@ -219,7 +139,7 @@ func TestAdminPageInBrowser(t *testing.T) {
 				t.Errorf("re-driven message: %+v, headers %v", m.Value, m.Headers())
 			}
 		case <-time.After(browserWait):
-			t.Fatalf("the re-driven message did not reach the subscriber%s", admin.consoleText())
+			t.Fatalf("the re-driven message did not reach the subscriber%s", admin.ConsoleText())
 		}
 		admin.waitJS(5*time.Second, row+`.querySelector('.redriven')?.textContent === 're-driven as #2'`,
 			"the re-drive on the admin page")

@@ -32,47 +32,27 @@ func startBrowser(t *testing.T) context.Context {
 	return browsertest.Start(t, 1100, 720)
 }
 
-// chatPage is one user's tab, in a browser context of its own (its own
-// cookies and storage, as another person's browser would have).
+// chatPage is one user's tab, in a browser context of its own.
 type chatPage struct {
-	t    *testing.T
-	name string
-	ctx  context.Context
-
-	mu      sync.Mutex
-	console []string // exceptions and console errors
+	*browsertest.Tab
 }
+
+// chatState is what a failed wait shows of the chat page.
+const chatState = `{state: chat.client && chat.client.state, room: chat.room,
+	messages: [...document.querySelectorAll('#messages li')].map(e => e.className + ' ' + e.textContent),
+	errors: [...document.querySelectorAll('#errors .error')].map(e => e.textContent)}`
 
 // newTab opens url in a new tab of its own browser context, and records
 // what the page logs as errors.
 func newTab(t *testing.T, browser context.Context, url, name string) *chatPage {
 	t.Helper()
-	ctx, cancel := chromedp.NewContext(browser, chromedp.WithNewBrowserContext())
-	t.Cleanup(cancel)
-	p := &chatPage{t: t, name: name, ctx: ctx}
-	if err := browsertest.Open(ctx, cancel); err != nil {
-		t.Fatalf("open a tab for %s: %v", name, err)
-	}
-	p.do(chromedp.Navigate(url))
-	go func() {
-		for m, err := range chromedp.Console(ctx) {
-			if err != nil {
-				return
-			}
-			if m.IsException() || m.Type == chromedp.ConsoleError {
-				p.mu.Lock()
-				p.console = append(p.console, m.String())
-				p.mu.Unlock()
-			}
-		}
-	}()
-	return p
+	return &chatPage{browsertest.NewTab(t, browser, name, url, wait, chatState)}
 }
 
 func openChat(t *testing.T, browser context.Context, ts *testServer, name, room string) *chatPage {
 	t.Helper()
 	p := newTab(t, browser, ts.base+"/", name)
-	p.do(
+	p.Do(
 		chromedp.WaitVisible(chromedp.ID("name")),
 		chromedp.SetValue(chromedp.ID("name"), name),
 		chromedp.SetValue(chromedp.ID("room"), room),
@@ -84,82 +64,36 @@ func openChat(t *testing.T, browser context.Context, ts *testServer, name, room 
 	return p
 }
 
-// do runs actions on the page within the step timeout.
-func (p *chatPage) do(actions ...chromedp.Action[chromedp.Void]) {
-	p.t.Helper()
-	ctx, cancel := context.WithTimeout(p.ctx, wait)
-	defer cancel()
-	if err := chromedp.Do(ctx, actions...); err != nil {
-		p.t.Fatalf("%s's page: %v%s", p.name, err, p.consoleText())
-	}
-}
-
 // eval evaluates a JavaScript expression on the page into v.
 func eval[T any](p *chatPage, expr string) T {
-	p.t.Helper()
-	ctx, cancel := context.WithTimeout(p.ctx, wait)
-	defer cancel()
-	v, err := chromedp.Run(ctx, chromedp.Evaluate[T](expr, chromedp.EvalAwaitPromise))
-	if err != nil {
-		p.t.Fatalf("%s's page: evaluate %s: %v%s", p.name, expr, err, p.consoleText())
-	}
-	return v
+	p.T.Helper()
+	return browsertest.Eval[T](p.Tab, expr)
 }
 
 // waitJS waits until expr is truthy on the page.
 func (p *chatPage) waitJS(expr, what string) {
-	p.t.Helper()
-	ctx, cancel := context.WithTimeout(p.ctx, wait+time.Second)
-	defer cancel()
-	_, err := chromedp.Run(ctx, chromedp.Poll[chromedp.Void](expr,
-		chromedp.WithPollingInterval(50*time.Millisecond), chromedp.WithPollingTimeout(wait)))
-	if err != nil {
-		p.t.Fatalf("%s's page: waiting for %s: %v\nstate: %s%s", p.name, what, err, p.describe(), p.consoleText())
-	}
-}
-
-func (p *chatPage) describe() string {
-	ctx, cancel := context.WithTimeout(p.ctx, 2*time.Second)
-	defer cancel()
-	s, err := chromedp.Run(ctx, chromedp.Evaluate[string](`JSON.stringify({
-		state: chat.client && chat.client.state, room: chat.room,
-		messages: [...document.querySelectorAll('#messages li')].map(e => e.className + ' ' + e.textContent),
-		errors: [...document.querySelectorAll('#errors .error')].map(e => e.textContent)})`))
-	if err != nil {
-		return err.Error()
-	}
-	return s
-}
-
-func (p *chatPage) consoleText() string {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if len(p.console) == 0 {
-		return ""
-	}
-	return "\nconsole:\n  " + strings.Join(p.console, "\n  ")
+	p.T.Helper()
+	p.WaitJS(wait, 50*time.Millisecond, expr, what)
 }
 
 // checkConsole fails the test when the page logged an exception or error.
 func (p *chatPage) checkConsole(allow ...string) {
-	p.t.Helper()
-	p.mu.Lock()
-	defer p.mu.Unlock()
+	p.T.Helper()
 next:
-	for _, m := range p.console {
+	for _, m := range p.Console() {
 		for _, a := range allow {
 			if strings.Contains(m, a) {
 				continue next
 			}
 		}
-		p.t.Errorf("%s's page logged: %s", p.name, m)
+		p.T.Errorf("%s's page logged: %s", p.Name, m)
 	}
 }
 
 // say sends a message through the page's form.
 func (p *chatPage) say(text string) {
-	p.t.Helper()
-	p.do(
+	p.T.Helper()
+	p.Do(
 		chromedp.SetValue(chromedp.ID("text"), text),
 		chromedp.Click(chromedp.ID("send")),
 	)
@@ -177,26 +111,26 @@ func (s shown) String() string { return fmt.Sprintf("%d %s: %s", s.Seq, s.From, 
 // messages returns the messages the page shows, the server-ordered ones
 // (not the pending ones of its own user).
 func (p *chatPage) messages() []shown {
-	p.t.Helper()
+	p.T.Helper()
 	return eval[[]shown](p, `[...document.querySelectorAll('#messages .msg:not(.pending)')].map(e => ({
 		seq: +e.dataset.seq, from: e.querySelector('.from').textContent, text: e.querySelector('.text').textContent}))`)
 }
 
 // waitMessages waits until the page shows n messages and returns them.
 func (p *chatPage) waitMessages(n int) []shown {
-	p.t.Helper()
+	p.T.Helper()
 	p.waitJS(fmt.Sprintf(`document.querySelectorAll('#messages .msg:not(.pending)').length >= %d`, n),
 		fmt.Sprintf("%d messages", n))
 	return p.messages()
 }
 
 func (p *chatPage) members() []string {
-	p.t.Helper()
+	p.T.Helper()
 	return eval[[]string](p, `[...document.querySelectorAll('#members li')].map(e => e.textContent)`)
 }
 
 func (p *chatPage) state() string {
-	p.t.Helper()
+	p.T.Helper()
 	return eval[string](p, `document.getElementById('state').dataset.state`)
 }
 
@@ -233,16 +167,16 @@ func TestBrowserChat(t *testing.T) {
 	for _, p := range []*chatPage{alice, bob} {
 		got := p.waitMessages(3)
 		if strings.Join(texts(got), "|") != strings.Join(want, "|") {
-			t.Errorf("%s sees %v, want %v", p.name, texts(got), want)
+			t.Errorf("%s sees %v, want %v", p.Name, texts(got), want)
 		}
 		for i, m := range got {
 			if m.Seq != i+1 {
-				t.Errorf("%s: message %d has seq %d, want %d", p.name, i, m.Seq, i+1)
+				t.Errorf("%s: message %d has seq %d, want %d", p.Name, i, m.Seq, i+1)
 			}
 		}
 	}
 	if p := os.Getenv("COURIER_SCREENSHOT"); p != "" {
-		ctx, cancel := context.WithTimeout(alice.ctx, wait)
+		ctx, cancel := context.WithTimeout(alice.Ctx, wait)
 		png, err := chromedp.Run(ctx, chromedp.CaptureScreenshot())
 		cancel()
 		if err != nil {
@@ -276,7 +210,7 @@ func TestBrowserChat(t *testing.T) {
 	}
 
 	// A user leaving the room leaves alice's member list, live.
-	bob.do(chromedp.SetValue(chromedp.ID("new-room"), "garden"), chromedp.Click(chromedp.ID("join")))
+	bob.Do(chromedp.SetValue(chromedp.ID("new-room"), "garden"), chromedp.Click(chromedp.ID("join")))
 	alice.waitJS(`[...document.querySelectorAll('#members li')].length === 1`, "bob to leave the member list")
 	carol.waitJS(`[...document.querySelectorAll('#members li')].map(e => e.textContent).join() === 'bob,carol (you)'`,
 		"bob in the garden's member list")
@@ -291,7 +225,7 @@ func TestBrowserChat(t *testing.T) {
 	for _, p := range []*chatPage{bob, carol} {
 		got := p.waitMessages(2)
 		if len(got) != 2 || got[1].From != "bob" || got[1].Text != "I am carol" {
-			t.Errorf("%s sees %v, want the last one from bob", p.name, texts(got))
+			t.Errorf("%s sees %v, want the last one from bob", p.Name, texts(got))
 		}
 	}
 	if mine := eval[bool](carol, `document.querySelector('#messages .msg:last-child').classList.contains('mine')`); mine {
@@ -299,7 +233,7 @@ func TestBrowserChat(t *testing.T) {
 	}
 	for _, p := range []*chatPage{alice, bob, carol} {
 		if d := eval[int](p, `chat.duplicates`); d != 0 {
-			t.Errorf("%s got %d messages twice", p.name, d)
+			t.Errorf("%s got %d messages twice", p.Name, d)
 		}
 		p.checkConsole()
 	}
@@ -466,15 +400,15 @@ func TestBrowserOffline(t *testing.T) {
 	for _, p := range []*chatPage{alice, bob} {
 		got := p.waitMessages(5)
 		if strings.Join(texts(got), "|") != strings.Join(want, "|") {
-			t.Errorf("%s sees %v, want %v", p.name, texts(got), want)
+			t.Errorf("%s sees %v, want %v", p.Name, texts(got), want)
 		}
 		for i, m := range got {
 			if m.Seq != i+1 {
-				t.Errorf("%s: message %d has seq %d, want %d", p.name, i, m.Seq, i+1)
+				t.Errorf("%s: message %d has seq %d, want %d", p.Name, i, m.Seq, i+1)
 			}
 		}
 		if d := eval[int](p, `chat.duplicates`); d != 0 {
-			t.Errorf("%s got %d messages twice", p.name, d)
+			t.Errorf("%s got %d messages twice", p.Name, d)
 		}
 	}
 	if n := eval[int](bob, `document.querySelectorAll('#messages .msg.pending').length`); n != 0 {
@@ -511,7 +445,7 @@ func TestBrowserForbidden(t *testing.T) {
 		t.Errorf("got %v", texts(got))
 	}
 	// A room name out of the exposed pattern is refused too.
-	alice.do(chromedp.SetValue(chromedp.ID("new-room"), "staff"), chromedp.Click(chromedp.ID("join")))
+	alice.Do(chromedp.SetValue(chromedp.ID("new-room"), "staff"), chromedp.Click(chromedp.ID("join")))
 	alice.waitJS(`chat.room === 'staff' && chat.client.state === 'online'`, "the staff room")
 	raw := eval[json.RawMessage](alice, `chat.client.join('staff.secret').then(() => 'joined', (e) => e.code)`)
 	if string(raw) != `"forbidden"` {

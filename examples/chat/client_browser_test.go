@@ -113,7 +113,7 @@ func (s *apiServer) publish(topic string, v any) {
 
 // script runs an async function body in the page and decodes its result.
 func script[T any](p *chatPage, body string) T {
-	p.t.Helper()
+	p.T.Helper()
 	return eval[T](p, "(async () => {\n"+body+"\n})()")
 }
 

@@ -9,6 +9,9 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"slices"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -106,4 +109,113 @@ func Open(ctx context.Context, cancel context.CancelFunc) error {
 		<-done
 		return fmt.Errorf("not started within 30s")
 	}
+}
+
+// Tab is a page in a browser context of its own (its own cookies and
+// storage, as another person's browser would have). Its steps fail the test
+// with what the page logged as errors.
+type Tab struct {
+	T    *testing.T
+	Name string
+	Ctx  context.Context
+	// Wait bounds each step. Describe is a JavaScript expression whose
+	// JSON a failed wait shows, to tell what the page was doing.
+	Wait     time.Duration
+	Describe string
+
+	mu      sync.Mutex
+	console []string // exceptions and console errors
+}
+
+// NewTab opens url in a new tab of its own browser context, and records
+// what the page logs as errors. It is closed when the test ends.
+func NewTab(t *testing.T, browser context.Context, name, url string, wait time.Duration, describe string) *Tab {
+	t.Helper()
+	ctx, cancel := chromedp.NewContext(browser, chromedp.WithNewBrowserContext())
+	t.Cleanup(cancel)
+	if err := Open(ctx, cancel); err != nil {
+		t.Fatalf("open a tab for %s: %v", name, err)
+	}
+	p := &Tab{T: t, Name: name, Ctx: ctx, Wait: wait, Describe: describe}
+	p.Do(chromedp.Navigate(url))
+	go func() { // ends with the tab's context
+		for m, err := range chromedp.Console(ctx) {
+			if err != nil {
+				return
+			}
+			if m.IsException() || m.Type == chromedp.ConsoleError {
+				p.mu.Lock()
+				p.console = append(p.console, m.String())
+				p.mu.Unlock()
+			}
+		}
+	}()
+	return p
+}
+
+// Do runs actions on the page within the step timeout.
+func (p *Tab) Do(actions ...chromedp.Action[chromedp.Void]) {
+	p.T.Helper()
+	ctx, cancel := context.WithTimeout(p.Ctx, p.Wait)
+	defer cancel()
+	if err := chromedp.Do(ctx, actions...); err != nil {
+		p.T.Fatalf("%s's page: %v%s", p.Name, err, p.ConsoleText())
+	}
+}
+
+// Eval evaluates a JavaScript expression on the page (awaiting a promise)
+// into a T.
+func Eval[T any](p *Tab, expr string) T {
+	p.T.Helper()
+	ctx, cancel := context.WithTimeout(p.Ctx, p.Wait)
+	defer cancel()
+	v, err := chromedp.Run(ctx, chromedp.Evaluate[T](expr, chromedp.EvalAwaitPromise))
+	if err != nil {
+		p.T.Fatalf("%s's page: evaluate %s: %v%s", p.Name, expr, err, p.ConsoleText())
+	}
+	return v
+}
+
+// WaitJS waits up to d until expr is truthy on the page, polling every
+// poll, and returns how long it took.
+func (p *Tab) WaitJS(d, poll time.Duration, expr, what string) time.Duration {
+	p.T.Helper()
+	start := time.Now()
+	ctx, cancel := context.WithTimeout(p.Ctx, d+2*time.Second)
+	defer cancel()
+	_, err := chromedp.Run(ctx, chromedp.Poll[chromedp.Void](expr,
+		chromedp.WithPollingInterval(poll), chromedp.WithPollingTimeout(d)))
+	if err != nil {
+		p.T.Fatalf("%s's page: waiting %v for %s: %v\npage: %s%s", p.Name, d, what, err, p.describe(), p.ConsoleText())
+	}
+	return time.Since(start)
+}
+
+func (p *Tab) describe() string {
+	if p.Describe == "" {
+		return "?"
+	}
+	ctx, cancel := context.WithTimeout(p.Ctx, 2*time.Second)
+	defer cancel()
+	s, err := chromedp.Run(ctx, chromedp.Evaluate[string]("JSON.stringify("+p.Describe+")"))
+	if err != nil {
+		return err.Error()
+	}
+	return s
+}
+
+// Console returns what the page logged as errors so far.
+func (p *Tab) Console() []string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return slices.Clone(p.console)
+}
+
+// ConsoleText is Console for a failure message: empty, or a list.
+func (p *Tab) ConsoleText() string {
+	c := p.Console()
+	if len(c) == 0 {
+		return ""
+	}
+	return "\nconsole:\n  " + strings.Join(c, "\n  ")
 }
