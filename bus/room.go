@@ -134,12 +134,7 @@ func (m *Member) change(ctx context.Context, rooms []string, join bool) error {
 }
 
 func (b *Bus) roomEvent(ctx context.Context, ev RoomEvent) error {
-	t, err := newTopic[RoomEvent](b, RoomTopic(ev.Room), []TopicOption{Ephemeral()})
-	if err != nil {
-		return err
-	}
-	_, err = t.Publish(ctx, ev)
-	return err
+	return publishOne(ctx, b, RoomTopic(ev.Room), ev, Ephemeral())
 }
 
 // Rooms returns the rooms the member is in, sorted.

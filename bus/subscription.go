@@ -794,10 +794,7 @@ func (s *Subscription) deadLetter(e *entry, attempts int, cause error) {
 		Topic: ts.name, Seq: e.seq, Epoch: ts.epoch, Time: ts.b.wall(e.at), Headers: e.m().headers, Data: data,
 		Attempts: attempts, Error: errText, Pattern: s.pattern, Durable: s.cfg.durable,
 	}
-	t, err := newTopic[DeadLetter](s.b, DeadLetterTopic(ts.name), nil)
-	if err == nil {
-		_, err = t.Publish(context.WithoutCancel(s.ctx), dl)
-	}
+	err = publishOne(context.WithoutCancel(s.ctx), s.b, DeadLetterTopic(ts.name), dl)
 	if err != nil && !errors.Is(err, ErrClosed) {
 		s.b.log.Error("bus: publish dead letter", "topic", ts.name, "seq", e.seq, "err", err)
 	}

@@ -87,6 +87,17 @@ func newTopic[T any](b *Bus, name string, opts []TopicOption) (*Topic[T], error)
 	return &Topic[T]{b: b, ts: ts}, nil
 }
 
+// publishOne publishes v on one of the bus's own topics (room events, dead
+// letters): a single message, so it takes no slab of 32 from a Topic.
+func publishOne[T any](ctx context.Context, b *Bus, name string, v T, opts ...TopicOption) error {
+	t, err := newTopic[T](b, name, opts)
+	if err != nil {
+		return err
+	}
+	_, err = t.ts.publish(ctx, newEntry(t.ts, v), &publishConfig{})
+	return err
+}
+
 // Name returns the topic's name.
 func (t *Topic[T]) Name() string { return t.ts.name }
 
