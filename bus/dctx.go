@@ -116,6 +116,18 @@ func (c *dctx) fail(err error) {
 	}
 }
 
+// late reports whether the current delivery ran past its deadline: the
+// timer found it still running a full AckWait after it was armed, or after
+// the deadline its handler asked for.
+func (c *dctx) late() bool {
+	if !c.failed.Load() {
+		return false
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.err == context.DeadlineExceeded
+}
+
 // fix records the current delivery's start, the first time its handler
 // looks at the deadline.
 func (c *dctx) fix() int64 {

@@ -586,7 +586,11 @@ func (s *Subscription) runSync(c *dctx, batch []*entry, i int) (next int) {
 			continue
 		}
 		c.begin()
-		if err := s.deliver(c, e, 1, nil); err != nil {
+		err := s.deliver(c, e, 1, nil)
+		if err == nil && c.late() {
+			err = s.lateErr()
+		}
+		if err != nil {
 			s.retry(c, e, 1, outcome{kind: outFail, err: err})
 		}
 	}
@@ -665,6 +669,9 @@ func (s *Subscription) invoke(c *dctx, e *entry, attempt int) (o outcome) {
 	}
 	c.begin()
 	err := s.call(c, e, attempt, d)
+	if err == nil && d == nil && c.late() {
+		err = s.lateErr()
+	}
 	if err != nil {
 		if d != nil {
 			d.settle(outcome{kind: outFail, err: err})
@@ -691,6 +698,12 @@ func (s *Subscription) invoke(c *dctx, e *entry, attempt int) (o outcome) {
 			return outcome{kind: outFail, err: s.ctx.Err()}
 		}
 	}
+}
+
+// lateErr is the outcome of a handler that returned nil after its
+// AckWait: the delivery counts as failed.
+func (s *Subscription) lateErr() error {
+	return fmt.Errorf("bus: handler returned after its AckWait of %v: %w", s.cfg.ackWait, context.DeadlineExceeded)
 }
 
 // call runs the handler, turning a panic into an error.
