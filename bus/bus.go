@@ -41,6 +41,7 @@ type Bus struct {
 	roomMu  sync.RWMutex
 	rooms   map[string]*room
 	members map[string]*Member
+	remote  map[string]map[string]struct{} // room -> members of other buses (with a broker)
 }
 
 // New returns a running bus. With no options it keeps everything in memory:
@@ -74,13 +75,22 @@ func New(opts ...Option) (*Bus, error) {
 	if b.log == nil {
 		b.log = slog.New(slog.DiscardHandler)
 	}
-	if cfg.store != nil {
+	if cfg.broker != nil {
+		b.store, b.persist = cfg.broker, true
+		b.remote = make(map[string]map[string]struct{})
+	} else if cfg.store != nil {
 		b.store, b.persist = cfg.store, true
 	} else {
 		b.ownStore = NewMemoryStore()
 		b.store = b.ownStore
 	}
 	b.ctx, b.cancel = context.WithCancel(context.Background())
+	if cfg.broker != nil {
+		if err := cfg.broker.Attach(feed{b}); err != nil {
+			b.cancel()
+			return nil, fmt.Errorf("bus: attach broker: %w", err)
+		}
+	}
 	return b, nil
 }
 
@@ -111,6 +121,12 @@ func (b *Bus) Close() error {
 		b.endpoints = map[string]*endpointSet{}
 		b.mu.Unlock()
 		for _, set := range eps {
+			set.remote.mu.Lock()
+			if set.remote.stop != nil {
+				set.remote.stop()
+				set.remote.stop = nil
+			}
+			set.remote.mu.Unlock()
 			for _, h := range set.list() {
 				h.stop()
 			}
@@ -250,7 +266,8 @@ func (b *Bus) createTopic(ctx context.Context, name string, cfg topicConfig) (*t
 		return ts, nil
 	}
 	ts := newTopicState(b, name, cfg, st, persisted)
-	if persisted && b.cfg.dedupe > 0 {
+	// A broker de-duplicates across buses itself.
+	if persisted && b.cfg.dedupe > 0 && b.cfg.broker == nil {
 		if err := ts.loadDedupe(ctx); err != nil {
 			return nil, err
 		}

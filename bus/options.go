@@ -39,6 +39,7 @@ type HistoryOption interface {
 type busConfig struct {
 	logger       *slog.Logger
 	store        Store
+	broker       Broker
 	topic        topicConfig
 	dedupe       time.Duration
 	maxTopics    int

@@ -2,6 +2,7 @@ package bus
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"reflect"
 	"sync"
@@ -99,6 +100,11 @@ func (e *Endpoint[Req, Resp]) Handle(h func(ctx context.Context, req Req) (Resp,
 func (e *Endpoint[Req, Resp]) Request(ctx context.Context, req Req) (Resp, error) {
 	var zero Resp
 	r, err := e.b.request(ctx, e.name, &request{value: req})
+	if errors.Is(err, ErrNoHandler) {
+		if rb, ok := e.b.cfg.broker.(RequestBroker); ok {
+			return remoteRequest[Resp](ctx, rb, e.name, e.codec, req)
+		}
+	}
 	if err != nil {
 		return zero, err
 	}
@@ -115,10 +121,62 @@ func (b *Bus) RequestRaw(ctx context.Context, name string, data []byte) ([]byte,
 		return nil, err
 	}
 	r, err := b.request(ctx, name, &request{raw: data})
+	if errors.Is(err, ErrNoHandler) {
+		if rb, ok := b.cfg.broker.(RequestBroker); ok {
+			return rb.Request(ctx, name, data)
+		}
+	}
 	if err != nil {
 		return nil, err
 	}
 	return r.rawResp, r.err
+}
+
+// remoteRequest asks another bus's handler, through the broker.
+func remoteRequest[Resp any](ctx context.Context, rb RequestBroker, name string, codec Codec, req any) (Resp, error) {
+	var resp Resp
+	data, err := codec.Encode(req)
+	if err != nil {
+		return resp, fmt.Errorf("bus: encode request to %q: %w", name, err)
+	}
+	out, err := rb.Request(ctx, name, data)
+	if err != nil {
+		return resp, err
+	}
+	if err := codec.Decode(out, &resp); err != nil {
+		return resp, fmt.Errorf("%w: reply of %q: %v", ErrTypeMismatch, name, err)
+	}
+	return resp, nil
+}
+
+// serveRemote offers the endpoint's local handlers to the other buses once
+// it has one, and withdraws them when it has none.
+func (b *Bus) serveRemote(name string, set *endpointSet) {
+	rb, ok := b.cfg.broker.(RequestBroker)
+	if !ok {
+		return
+	}
+	set.remote.mu.Lock()
+	defer set.remote.mu.Unlock()
+	n := len(set.list())
+	switch {
+	case n > 0 && set.remote.stop == nil && !b.closed():
+		stop, err := rb.Serve(name, func(ctx context.Context, data []byte) ([]byte, error) {
+			r, err := b.request(ctx, name, &request{raw: data})
+			if err != nil {
+				return nil, err
+			}
+			return r.rawResp, r.err
+		})
+		if err != nil {
+			b.log.Error("bus: offer endpoint to the broker", "endpoint", name, "err", err)
+			return
+		}
+		set.remote.stop = stop
+	case n == 0 && set.remote.stop != nil:
+		set.remote.stop()
+		set.remote.stop = nil
+	}
 }
 
 // Handler is one handler serving an endpoint.
@@ -147,6 +205,7 @@ type endpointSet struct {
 	mu       sync.Mutex
 	handlers []*Handler
 	next     atomic.Uint32
+	remote   remoteServe
 }
 
 func (s *endpointSet) list() []*Handler {
@@ -158,8 +217,8 @@ func (s *endpointSet) list() []*Handler {
 func (b *Bus) handle(name string, serve func(context.Context, *request), hc handleConfig) (*Handler, error) {
 	h := &Handler{b: b, name: name, serve: serve, reqs: make(chan *request, hc.queue), quit: make(chan struct{})}
 	b.mu.Lock()
-	defer b.mu.Unlock()
 	if b.closed() {
+		b.mu.Unlock()
 		return nil, ErrClosed
 	}
 	set := b.endpoints[name]
@@ -175,6 +234,8 @@ func (b *Bus) handle(name string, serve func(context.Context, *request), hc hand
 			h.run()
 		}()
 	}
+	b.mu.Unlock()
+	b.serveRemote(name, set)
 	return h, nil
 }
 
@@ -214,6 +275,7 @@ func (h *Handler) Stop() error {
 		set.mu.Lock()
 		set.handlers = slicesWithout(set.handlers, h)
 		set.mu.Unlock()
+		h.b.serveRemote(h.name, set)
 	}
 	h.stop()
 	h.wg.Wait()

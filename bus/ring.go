@@ -43,6 +43,12 @@ func (r *ring) push(e *entry) {
 	r.expire(e.at)
 }
 
+// reset empties the ring, which continues at seq next.
+func (r *ring) reset(next uint64) {
+	clear(r.buf)
+	r.head, r.n, r.first = 0, 0, next
+}
+
 // expire drops entries older than maxAge.
 func (r *ring) expire(now int64) {
 	if r.maxAge <= 0 {

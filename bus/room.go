@@ -129,6 +129,9 @@ func (m *Member) change(ctx context.Context, rooms []string, join bool) error {
 		if err := b.roomEvent(ctx, RoomEvent{Room: name, Member: m.id, Joined: join}); err != nil {
 			return err
 		}
+		if err := b.sharePresence(ctx, name, m.id, join); err != nil {
+			return err
+		}
 	}
 	return nil
 }
@@ -229,6 +232,7 @@ func reaches(md *meta, mem *Member) bool {
 }
 
 // RoomMembers returns the ids of the members in room, sorted (presence).
+// With a [Broker], the members of every bus sharing it.
 func (b *Bus) RoomMembers(room string) []string {
 	ms := b.roomMembers(room)
 	out := make([]string, len(ms))
@@ -236,7 +240,7 @@ func (b *Bus) RoomMembers(room string) []string {
 		out[i] = m.id
 	}
 	slices.Sort(out)
-	return out
+	return b.withRemote(room, out)
 }
 
 func (b *Bus) roomMembers(name string) []*Member {
@@ -248,13 +252,19 @@ func (b *Bus) roomMembers(name string) []*Member {
 	return nil
 }
 
-// Rooms returns the names of the rooms that have members, sorted.
+// Rooms returns the names of the rooms that have members, sorted. With a
+// [Broker], the rooms of every bus sharing it.
 func (b *Bus) Rooms() []string {
 	b.roomMu.RLock()
 	defer b.roomMu.RUnlock()
-	out := make([]string, 0, len(b.rooms))
+	out := make([]string, 0, len(b.rooms)+len(b.remote))
 	for r := range b.rooms {
 		out = append(out, r)
+	}
+	for r := range b.remote {
+		if b.rooms[r] == nil {
+			out = append(out, r)
+		}
 	}
 	slices.Sort(out)
 	return out

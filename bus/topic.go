@@ -182,6 +182,7 @@ type topicState struct {
 	pending   map[uint64]*entry // persisted: committed, waiting for order
 	dedupe    map[string]*dedupeRec
 	dedupeQ   []*dedupeRec // in publish order, for expiry
+	waiters   []seqWaiter  // publishes waiting for the broker to hand their record back
 
 	hist  ring
 	match atomic.Pointer[matchSet]
@@ -257,6 +258,9 @@ func (ts *topicState) publish(ctx context.Context, e *entry, pc *publishConfig) 
 		if err := ts.waitRoom(ctx, true); err != nil {
 			return 0, err
 		}
+		if err := ts.shareVolatile(ctx, e); err != nil {
+			return 0, err
+		}
 		e.at = ts.b.now()
 		ts.pubMu.Lock()
 		ts.published++
@@ -312,6 +316,13 @@ func (ts *topicState) publishPersisted(ctx context.Context, e *entry, rec *dedup
 	if err != nil {
 		ts.release(rec, 0)
 		return 0, fmt.Errorf("bus: publish %q: %w", ts.name, err)
+	}
+	if ts.b.cfg.broker != nil {
+		// The broker hands every record back through the feed, in order
+		// with the other buses' records: that is where it is dispatched.
+		ts.awaitApplied(ctx, seq)
+		ts.release(rec, seq)
+		return seq, nil
 	}
 	e.seq = seq
 	ts.pubMu.Lock()

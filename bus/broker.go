@@ -1,0 +1,321 @@
+package bus
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"sync"
+	"time"
+)
+
+// Broker lets several buses, in several processes, share their topics: a
+// publish on any of them reaches the matching subscriptions of all of them,
+// once, and a topic's positions mean the same everywhere. A bus given one
+// with [WithBroker] keeps its topics' logs in it (it is the bus's [Store])
+// and receives every bus's messages from it through a [Feed]. Package
+// cluster implements one on NATS. A bus without a broker pays nothing for
+// this seam.
+//
+// Beyond the Store contract, Append must give sequence numbers that are
+// the same on every bus sharing the broker (one shared log per topic), and
+// the broker must hand every appended record, its own bus's included, to
+// every attached Feed.
+type Broker interface {
+	Store
+	// Attach starts handing the records appended by every bus to f: for
+	// each topic in sequence order, without gaps once a topic has been
+	// handed one record. The bus calls it once, from New.
+	Attach(f Feed) error
+}
+
+// Feed receives what a [Broker] shares with a bus. Its methods are safe for
+// concurrent use, but the records of one topic must come in order, from one
+// goroutine at a time.
+type Feed interface {
+	// Record delivers one record of topic's shared log to the bus's
+	// subscriptions, as a publish on this bus would have.
+	Record(topic string, r Record)
+	// Volatile delivers an at-most-once message published on another bus.
+	Volatile(topic string, r Record)
+	// Presence records that member, a member of another bus, joined or left
+	// room, and publishes the [RoomEvent] on this bus.
+	Presence(room, member string, joined bool)
+}
+
+// A Broker may also implement these; a bus uses what its broker offers.
+type (
+	// VolatileBroker carries at-most-once publishes to the other buses.
+	VolatileBroker interface {
+		PublishVolatile(ctx context.Context, topic string, r Record) error
+	}
+	// PresenceBroker makes rooms cluster-wide: it tells the other buses
+	// when a member of this bus joins or leaves a room.
+	PresenceBroker interface {
+		SharePresence(ctx context.Context, room, member string, joined bool) error
+	}
+	// RequestBroker carries requests to endpoints served on other buses.
+	// Serve offers this bus's handlers of name to the others until stop is
+	// called; Request asks one of the buses serving name and returns its
+	// encoded reply, an error wrapping [ErrNoHandler] when none does, or
+	// the handler's error.
+	RequestBroker interface {
+		Serve(name string, h func(ctx context.Context, data []byte) ([]byte, error)) (stop func(), err error)
+		Request(ctx context.Context, name string, data []byte) ([]byte, error)
+	}
+)
+
+type brokerOpt struct{ br Broker }
+
+func (o brokerOpt) applyBus(c *busConfig) { c.broker = o.br }
+
+// WithBroker shares the bus's topics, rooms and endpoints with the other
+// buses attached to br (see [Broker]). br is also the bus's [Store]: the
+// topics' logs and durable consumers' positions live in it, so it replaces
+// [WithStore]. The bus does not close br.
+func WithBroker(br Broker) Option { return brokerOpt{br} }
+
+// feed is the bus's side of its broker.
+type feed struct{ b *Bus }
+
+func (f feed) Record(topic string, r Record) {
+	b := f.b
+	if b.ctx.Err() != nil {
+		return
+	}
+	ts, err := b.feedTopic(topic, r.Seq)
+	if err != nil {
+		b.log.Error("bus: broker record for an unusable topic", "topic", topic, "err", err)
+		return
+	}
+	e, err := ts.recordEntry(&r)
+	if err != nil {
+		b.log.Error("bus: broker record does not decode", "topic", topic, "seq", r.Seq, "err", err)
+		// Keep the sequence without a gap: deliver the bytes as they are.
+		e = newEntry(ts, r.Data)
+		e.setBytes(r.Data)
+		e.seq, e.at = r.Seq, b.at(r.Time)
+	}
+	ts.apply(e)
+}
+
+func (f feed) Volatile(topic string, r Record) {
+	b := f.b
+	if b.ctx.Err() != nil {
+		return
+	}
+	ts, err := b.topic(context.Background(), topic, nil, nil)
+	if err != nil {
+		return
+	}
+	e, err := ts.recordEntry(&r)
+	if err != nil {
+		b.log.Error("bus: volatile broker message does not decode", "topic", topic, "err", err)
+		return
+	}
+	e.at = b.now()
+	ts.pubMu.Lock()
+	ts.published++
+	ts.dispatch(e, true)
+	ts.pubMu.Unlock()
+}
+
+func (f feed) Presence(room, member string, joined bool) {
+	b := f.b
+	if validRoom(room) != nil || b.ctx.Err() != nil {
+		return
+	}
+	b.roomMu.Lock()
+	set := b.remote[room]
+	_, in := set[member]
+	if in == joined {
+		b.roomMu.Unlock()
+		return
+	}
+	if joined {
+		if set == nil {
+			set = make(map[string]struct{})
+			b.remote[room] = set
+		}
+		set[member] = struct{}{}
+	} else {
+		delete(set, member)
+		if len(set) == 0 {
+			delete(b.remote, room)
+		}
+	}
+	b.roomMu.Unlock()
+	if err := publishOne(context.Background(), b, RoomTopic(room), RoomEvent{Room: room, Member: member, Joined: joined}, Ephemeral()); err != nil && b.ctx.Err() == nil {
+		b.log.Error("bus: room event", "room", room, "err", err)
+	}
+}
+
+// remoteMembers returns the members of room on other buses. Caller holds
+// roomMu.
+func (b *Bus) remoteMembers(room string) []string {
+	set := b.remote[room]
+	out := make([]string, 0, len(set))
+	for m := range set {
+		out = append(out, m)
+	}
+	return out
+}
+
+// feedTopic returns the topic for a record from the broker: a topic this
+// bus has not seen starts just before the record, whatever the log held
+// before (it is history, read from the broker when asked for).
+func (b *Bus) feedTopic(name string, seq uint64) (*topicState, error) {
+	b.mu.RLock()
+	ts := b.topics[name]
+	b.mu.RUnlock()
+	if ts != nil {
+		return ts, nil
+	}
+	st, err := b.store.Topic(b.ctx, name)
+	if err != nil {
+		return nil, err
+	}
+	st.Last = seq - 1
+	if st.First > seq {
+		st.First = seq
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.closed() {
+		return nil, ErrClosed
+	}
+	if ts := b.topics[name]; ts != nil {
+		return ts, nil
+	}
+	cfg := b.cfg.topic
+	ts = newTopicState(b, name, cfg, st, true)
+	b.topics[name] = ts
+	return ts, nil
+}
+
+// recordEntry makes an entry from a record of the broker.
+func (ts *topicState) recordEntry(r *Record) (*entry, error) {
+	e, err := ts.rawEntry(r.Data)
+	if err != nil {
+		return nil, err
+	}
+	e.seq, e.at = r.Seq, ts.b.at(r.Time)
+	if r.PublisherID != "" || r.Headers != nil || r.To != nil || r.Except != nil || r.ExceptMember != "" {
+		e.meta = &meta{publisherID: r.PublisherID, headers: r.Headers, to: r.To, except: r.Except, exceptMember: r.ExceptMember}
+	}
+	return e, nil
+}
+
+// apply dispatches a record from the broker, in sequence order: one the
+// topic already has is dropped.
+func (ts *topicState) apply(e *entry) {
+	ts.pubMu.Lock()
+	if e.seq <= ts.last {
+		ts.pubMu.Unlock()
+		return
+	}
+	if e.seq != ts.last+1 {
+		// The broker promises no gaps; a topic made by this bus before the
+		// broker handed it anything starts where the log was then.
+		ts.b.log.Warn("bus: broker skipped sequence numbers", "topic", ts.name, "from", ts.last+1, "to", e.seq-1)
+		ts.hist.reset(e.seq)
+	}
+	ts.last = e.seq
+	ts.published++
+	ts.hist.push(e)
+	ts.dispatch(e, false)
+	w := ts.waiters
+	ts.waiters = nil
+	ts.pubMu.Unlock()
+	for _, c := range w {
+		if c.seq <= e.seq {
+			close(c.done)
+		} else {
+			ts.addWaiter(c)
+		}
+	}
+}
+
+type seqWaiter struct {
+	seq  uint64
+	done chan struct{}
+}
+
+func (ts *topicState) addWaiter(w seqWaiter) {
+	ts.pubMu.Lock()
+	if ts.last >= w.seq {
+		ts.pubMu.Unlock()
+		close(w.done)
+		return
+	}
+	ts.waiters = append(ts.waiters, w)
+	ts.pubMu.Unlock()
+}
+
+// awaitApplied waits until the broker has handed this bus the record seq,
+// so a publish returns once the message is in this bus's history and
+// queued for its subscriptions, as without a broker. The record is in the
+// shared log already: if ctx or the bus ends first, the publish still
+// stands.
+func (ts *topicState) awaitApplied(ctx context.Context, seq uint64) {
+	w := seqWaiter{seq: seq, done: make(chan struct{})}
+	ts.addWaiter(w)
+	select {
+	case <-w.done:
+	case <-ctx.Done():
+	case <-ts.b.ctx.Done():
+	}
+}
+
+// sharePresence tells the broker about a change of this bus's rooms.
+func (b *Bus) sharePresence(ctx context.Context, room, member string, joined bool) error {
+	pb, ok := b.cfg.broker.(PresenceBroker)
+	if !ok {
+		return nil
+	}
+	if err := pb.SharePresence(ctx, room, member, joined); err != nil {
+		return fmt.Errorf("bus: share presence of %q in %q: %w", member, room, err)
+	}
+	return nil
+}
+
+// remoteRoomMembers merges the members of other buses into a sorted list.
+func (b *Bus) withRemote(room string, local []string) []string {
+	if b.cfg.broker == nil {
+		return local
+	}
+	b.roomMu.RLock()
+	remote := b.remoteMembers(room)
+	b.roomMu.RUnlock()
+	if len(remote) == 0 {
+		return local
+	}
+	out := append(local, remote...)
+	slices.Sort(out)
+	return slices.Compact(out)
+}
+
+// remoteServe offers a local endpoint to the other buses while it has
+// handlers.
+type remoteServe struct {
+	mu   sync.Mutex
+	stop func()
+}
+
+// shareVolatile hands a volatile publish to the other buses.
+func (ts *topicState) shareVolatile(ctx context.Context, e *entry) error {
+	vb, ok := ts.b.cfg.broker.(VolatileBroker)
+	if !ok || reserved(ts.name) {
+		return nil
+	}
+	data, err := e.bytes()
+	if err != nil {
+		return fmt.Errorf("bus: encode %q: %w", ts.name, err)
+	}
+	md := e.m()
+	r := Record{Time: time.Now(), PublisherID: md.publisherID, Headers: md.headers,
+		To: md.to, Except: md.except, ExceptMember: md.exceptMember, Data: data}
+	if err := vb.PublishVolatile(ctx, ts.name, r); err != nil {
+		return fmt.Errorf("bus: publish %q: %w", ts.name, err)
+	}
+	return nil
+}

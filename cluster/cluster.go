@@ -1,0 +1,891 @@
+package cluster
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/binary"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/courierbus/courier/bus"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Config configures a [Node]. The zero value works: every node of a
+// cluster must use the same Stream and Prefix.
+type Config struct {
+	// Name names this node in the cluster; it must be unique among the
+	// nodes running at once. Default: random.
+	Name string
+	// Stream is the JetStream stream holding the topics' logs; the node
+	// creates it (and its key-value buckets, named after it) when missing.
+	// Default "COURIER".
+	Stream string
+	// Prefix is the first token of every subject the cluster uses.
+	// Default "courier".
+	Prefix string
+	// Replicas is the number of copies JetStream keeps of the stream and
+	// buckets (1 to 5, at most the servers in the NATS cluster). Default 1.
+	Replicas int
+	// MaxAge bounds how long the stream keeps messages (0: no limit).
+	MaxAge time.Duration
+	// Dedupe is the window in which a publisher id is remembered across
+	// the cluster. Default 2 minutes, as the bus's.
+	Dedupe time.Duration
+	// Timeout bounds each call to NATS that has no deadline of its own:
+	// a publish fails with [ErrUnavailable] after it. Default 5 seconds.
+	Timeout time.Duration
+	// Heartbeat is how often the node tells the others it is alive.
+	// Default 1 second.
+	Heartbeat time.Duration
+	// MemberGrace is how long after a node stops beating its members stay
+	// in their rooms (the time a client has to resume elsewhere). Default
+	// 2 minutes, the bridge's resume window.
+	MemberGrace time.Duration
+	// Logger receives the node's errors. Default: discarded.
+	Logger *slog.Logger
+}
+
+// ErrUnavailable wraps the errors of a node that cannot reach NATS.
+var ErrUnavailable = errors.New("cluster: NATS unavailable")
+
+// Node is one bus's membership in a cluster: a [bus.Broker] on NATS. Make one
+// with [New], give it to the bus with [bus.WithBroker], and close it after
+// the bus.
+type Node struct {
+	cfg  Config
+	nc   *nats.Conn
+	js   jetstream.JetStream
+	st   jetstream.Stream
+	kvC  jetstream.KeyValue // durable consumer positions
+	kvP  jetstream.KeyValue // presence: who is in which room, on which node
+	log  *slog.Logger
+	ep   uint64
+	subj string // "<prefix>.m."
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+
+	mu     sync.Mutex
+	topics map[string]*topicLog
+	feed   bus.Feed
+	subs   []*nats.Subscription
+	cc     jetstream.ConsumeContext
+	seen   map[string]time.Time // other nodes' last heartbeat
+	gone   map[string]bool      // nodes whose members were removed
+	closed bool
+}
+
+// topicLog is what a node knows of one topic's shared log, for appending.
+type topicLog struct {
+	mu     sync.Mutex
+	known  bool
+	stream uint64 // stream sequence of the topic's last message
+	seq    uint64 // the topic's last sequence number
+}
+
+// Header names of a message in the stream.
+const (
+	hSeq  = "Courier-Seq"
+	hNode = "Courier-Node"
+	hTime = "Courier-Time"
+	hMeta = "Courier-Meta"
+	hErr  = "Courier-Error"
+	hCode = "Courier-Code"
+	hWait = "Courier-Timeout"
+)
+
+// New joins the cluster over nc, creating the stream and buckets if they do
+// not exist. The node does not close nc.
+func New(ctx context.Context, nc *nats.Conn, cfg Config) (*Node, error) {
+	if cfg.Stream == "" {
+		cfg.Stream = "COURIER"
+	}
+	if cfg.Prefix == "" {
+		cfg.Prefix = "courier"
+	}
+	if cfg.Name == "" {
+		cfg.Name = randomName()
+	}
+	if cfg.Replicas == 0 {
+		cfg.Replicas = 1
+	}
+	if cfg.Dedupe == 0 {
+		cfg.Dedupe = 2 * time.Minute
+	}
+	if cfg.Timeout == 0 {
+		cfg.Timeout = 5 * time.Second
+	}
+	if cfg.Heartbeat == 0 {
+		cfg.Heartbeat = time.Second
+	}
+	if cfg.MemberGrace == 0 {
+		cfg.MemberGrace = 2 * time.Minute
+	}
+	if strings.ContainsAny(cfg.Name, ".*> \t") || strings.ContainsAny(cfg.Prefix, "*> \t") {
+		return nil, fmt.Errorf("cluster: name %q or prefix %q has a character NATS subjects do not allow", cfg.Name, cfg.Prefix)
+	}
+	n := &Node{
+		cfg:    cfg,
+		nc:     nc,
+		log:    cfg.Logger,
+		subj:   cfg.Prefix + ".m.",
+		topics: make(map[string]*topicLog),
+		seen:   make(map[string]time.Time),
+		gone:   make(map[string]bool),
+	}
+	if n.log == nil {
+		n.log = slog.New(slog.DiscardHandler)
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return nil, fmt.Errorf("cluster: %w", err)
+	}
+	n.js = js
+	if err := n.setup(ctx); err != nil {
+		return nil, err
+	}
+	n.ctx, n.cancel = context.WithCancel(context.Background())
+	return n, nil
+}
+
+func randomName() string {
+	var b [6]byte
+	rand.Read(b[:])
+	return "n" + hex.EncodeToString(b[:])
+}
+
+// setup creates or opens the stream and the buckets.
+func (n *Node) setup(ctx context.Context) error {
+	var ep [8]byte
+	rand.Read(ep[:])
+	ep[0] |= 1
+	sc := jetstream.StreamConfig{
+		Name:        n.cfg.Stream,
+		Subjects:    []string{n.subj + ">"},
+		Storage:     jetstream.FileStorage,
+		Replicas:    n.cfg.Replicas,
+		MaxAge:      n.cfg.MaxAge,
+		Duplicates:  n.cfg.Dedupe,
+		AllowDirect: true,
+		Metadata:    map[string]string{"courier_epoch": strconv.FormatUint(binary.BigEndian.Uint64(ep[:]), 10)},
+	}
+	st, err := n.js.CreateStream(ctx, sc)
+	if errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
+		st, err = n.js.Stream(ctx, n.cfg.Stream)
+	}
+	if err != nil {
+		return fmt.Errorf("%w: stream %s: %v", ErrUnavailable, n.cfg.Stream, err)
+	}
+	n.st = st
+	info, err := st.Info(ctx)
+	if err != nil {
+		return fmt.Errorf("%w: stream %s: %v", ErrUnavailable, n.cfg.Stream, err)
+	}
+	n.ep, _ = strconv.ParseUint(info.Config.Metadata["courier_epoch"], 10, 64)
+	if n.ep == 0 {
+		// A stream made by someone else: name its history by its birth.
+		n.ep = uint64(info.Created.UnixNano()) | 1
+	}
+	kv := func(suffix string, history uint8) (jetstream.KeyValue, error) {
+		name := n.cfg.Stream + "_" + suffix
+		b, err := n.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+			Bucket: name, Storage: jetstream.FileStorage, Replicas: n.cfg.Replicas, History: history,
+		})
+		if err != nil {
+			return nil, fmt.Errorf("%w: bucket %s: %v", ErrUnavailable, name, err)
+		}
+		return b, nil
+	}
+	if n.kvC, err = kv("consumers", 1); err != nil {
+		return err
+	}
+	n.kvP, err = kv("presence", 1)
+	return err
+}
+
+// Name returns the node's name.
+func (n *Node) Name() string { return n.cfg.Name }
+
+// Epoch returns the epoch of the cluster's history: the same on every node.
+func (n *Node) Epoch() uint64 { return n.ep }
+
+// Attach implements [bus.Broker]: it starts the node's share of the cluster
+// for the bus.
+func (n *Node) Attach(f bus.Feed) error {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.feed != nil {
+		return errors.New("cluster: node already attached to a bus")
+	}
+	if n.closed {
+		return bus.ErrClosed
+	}
+	n.feed = f
+	ctx, cancel := context.WithTimeout(n.ctx, n.cfg.Timeout)
+	defer cancel()
+	// Members this node had before a restart are gone with it.
+	n.dropMembers(ctx, n.cfg.Name)
+	cons, err := n.js.OrderedConsumer(ctx, n.cfg.Stream, jetstream.OrderedConsumerConfig{
+		FilterSubjects: []string{n.subj + ">"},
+		DeliverPolicy:  jetstream.DeliverNewPolicy,
+	})
+	if err != nil {
+		return fmt.Errorf("%w: %v", ErrUnavailable, err)
+	}
+	n.cc, err = cons.Consume(n.onRecord, jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
+		if !errors.Is(err, jetstream.ErrOrderedConsumerReset) {
+			n.log.Warn("cluster: feed", "err", err)
+		}
+	}))
+	if err != nil {
+		return fmt.Errorf("%w: %v", ErrUnavailable, err)
+	}
+	sub := func(subject, queue string, h nats.MsgHandler) error {
+		var s *nats.Subscription
+		var err error
+		if queue == "" {
+			s, err = n.nc.Subscribe(subject, h)
+		} else {
+			s, err = n.nc.QueueSubscribe(subject, queue, h)
+		}
+		if err != nil {
+			return fmt.Errorf("%w: %v", ErrUnavailable, err)
+		}
+		n.subs = append(n.subs, s)
+		return nil
+	}
+	if err := sub(n.cfg.Prefix+".v.>", "", n.onVolatile); err != nil {
+		return err
+	}
+	if err := sub(n.cfg.Prefix+".hb", "", n.onBeat); err != nil {
+		return err
+	}
+	w, err := n.kvP.WatchAll(n.ctx)
+	if err != nil {
+		return fmt.Errorf("%w: presence: %v", ErrUnavailable, err)
+	}
+	n.wg.Add(2)
+	go n.watchPresence(w)
+	go n.beat()
+	return nil
+}
+
+// Close leaves the cluster: the node stops receiving and its goroutines
+// end. Its members stay in their rooms for MemberGrace, unless the node
+// comes back under the same name first. Close the bus first.
+func (n *Node) Close() error {
+	n.mu.Lock()
+	if n.closed {
+		n.mu.Unlock()
+		return nil
+	}
+	n.closed = true
+	subs, cc := n.subs, n.cc
+	n.subs, n.cc = nil, nil
+	n.mu.Unlock()
+	n.cancel()
+	if cc != nil {
+		cc.Stop()
+		<-cc.Closed()
+	}
+	for _, s := range subs {
+		s.Unsubscribe()
+	}
+	n.wg.Wait()
+	return nil
+}
+
+// ---- the shared log
+
+// record is the Courier part of a message in the stream, beyond its seq,
+// time and data.
+type recordMeta struct {
+	PublisherID  string            `json:"pid,omitempty"`
+	Headers      map[string]string `json:"h,omitempty"`
+	To           []string          `json:"to,omitempty"`
+	Except       []string          `json:"ex,omitempty"`
+	ExceptMember string            `json:"exm,omitempty"`
+}
+
+func (n *Node) subject(topic string) string { return n.subj + topic }
+
+func (n *Node) log_(topic string) *topicLog {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	l := n.topics[topic]
+	if l == nil {
+		l = &topicLog{}
+		n.topics[topic] = l
+	}
+	return l
+}
+
+func (n *Node) msg(subject string, r *bus.Record) (*nats.Msg, error) {
+	m := nats.NewMsg(subject)
+	m.Data = r.Data
+	m.Header.Set(hNode, n.cfg.Name)
+	m.Header.Set(hTime, strconv.FormatInt(r.Time.UnixNano(), 10))
+	if r.PublisherID != "" || r.Headers != nil || r.To != nil || r.Except != nil || r.ExceptMember != "" {
+		md, err := json.Marshal(recordMeta{r.PublisherID, r.Headers, r.To, r.Except, r.ExceptMember})
+		if err != nil {
+			return nil, err
+		}
+		m.Header.Set(hMeta, string(md))
+	}
+	return m, nil
+}
+
+// decode reads a record from a message's headers and data.
+func decode(h nats.Header, data []byte, r *bus.Record) error {
+	seq, err := strconv.ParseUint(h.Get(hSeq), 10, 64)
+	if err != nil && h.Get(hSeq) != "" {
+		return fmt.Errorf("cluster: bad %s header: %v", hSeq, err)
+	}
+	r.Seq = seq
+	ns, _ := strconv.ParseInt(h.Get(hTime), 10, 64)
+	r.Time = time.Unix(0, ns)
+	r.Data = data
+	if md := h.Get(hMeta); md != "" {
+		var m recordMeta
+		if err := json.Unmarshal([]byte(md), &m); err != nil {
+			return fmt.Errorf("cluster: bad %s header: %v", hMeta, err)
+		}
+		r.PublisherID, r.Headers, r.To, r.Except, r.ExceptMember = m.PublisherID, m.Headers, m.To, m.Except, m.ExceptMember
+	}
+	return nil
+}
+
+func (n *Node) wrap(err error) error {
+	if err == nil {
+		return nil
+	}
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) && n.nc.IsConnected() {
+		return err
+	}
+	return fmt.Errorf("%w: %v", ErrUnavailable, err)
+}
+
+// bounded gives ctx a deadline of Timeout when it has none.
+func (n *Node) bounded(ctx context.Context) (context.Context, context.CancelFunc) {
+	if _, ok := ctx.Deadline(); ok {
+		return ctx, func() {}
+	}
+	return context.WithTimeout(ctx, n.cfg.Timeout)
+}
+
+// last reads the topic's last message from the stream: its stream and
+// topic sequence numbers (0, 0 when there is none).
+func (n *Node) last(ctx context.Context, topic string) (stream, seq uint64, err error) {
+	m, err := n.st.GetLastMsgForSubject(ctx, n.subject(topic))
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return 0, 0, nil
+	}
+	if err != nil {
+		return 0, 0, n.wrap(err)
+	}
+	var r bus.Record
+	if err := decode(m.Header, nil, &r); err != nil {
+		return 0, 0, err
+	}
+	return m.Sequence, r.Seq, nil
+}
+
+// Topic implements [bus.Store].
+func (n *Node) Topic(ctx context.Context, topic string) (bus.TopicState, error) {
+	ctx, cancel := n.bounded(ctx)
+	defer cancel()
+	_, last, err := n.last(ctx, topic)
+	if err != nil {
+		return bus.TopicState{}, fmt.Errorf("cluster: topic %q: %w", topic, err)
+	}
+	st := bus.TopicState{Epoch: n.ep, Last: last}
+	if last > 0 {
+		m, err := n.st.GetMsg(ctx, 1, jetstream.WithGetMsgSubject(n.subject(topic)))
+		switch {
+		case errors.Is(err, jetstream.ErrMsgNotFound):
+			st.First = 0
+		case err != nil:
+			return bus.TopicState{}, fmt.Errorf("cluster: topic %q: %w", topic, n.wrap(err))
+		default:
+			var r bus.Record
+			if err := decode(m.Header, nil, &r); err != nil {
+				return bus.TopicState{}, err
+			}
+			st.First = r.Seq
+		}
+	}
+	return st, nil
+}
+
+// Append implements [bus.Store]: it gives the record the topic's next
+// sequence number in the shared log. Two nodes appending to one topic at
+// once race on JetStream's expected-last-sequence check; the loser reads
+// the new last message and tries again, so every number is given once.
+func (n *Node) Append(ctx context.Context, topic string, r bus.Record) (uint64, error) {
+	ctx, cancel := n.bounded(ctx)
+	defer cancel()
+	l := n.log_(topic)
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	m, err := n.msg(n.subject(topic), &r)
+	if err != nil {
+		return 0, err
+	}
+	var opts []jetstream.PublishOpt
+	if r.PublisherID != "" {
+		opts = append(opts, jetstream.WithMsgID(r.PublisherID))
+	}
+	for {
+		if !l.known {
+			if l.stream, l.seq, err = n.last(ctx, topic); err != nil {
+				return 0, fmt.Errorf("cluster: append to %q: %w", topic, err)
+			}
+			l.known = true
+		}
+		m.Header.Set(hSeq, strconv.FormatUint(l.seq+1, 10))
+		ack, err := n.js.PublishMsg(ctx, m, append(opts, jetstream.WithExpectLastSequencePerSubject(l.stream))...)
+		var apiErr *jetstream.APIError
+		switch {
+		case err == nil && ack.Duplicate:
+			// The id was published within the window: its number stands.
+			old, err := n.st.GetMsg(ctx, ack.Sequence)
+			if err != nil {
+				return 0, fmt.Errorf("cluster: append to %q: %w", topic, n.wrap(err))
+			}
+			var or bus.Record
+			if err := decode(old.Header, nil, &or); err != nil {
+				return 0, err
+			}
+			return or.Seq, nil
+		case err == nil:
+			l.stream = ack.Sequence
+			l.seq++
+			return l.seq, nil
+		case errors.As(err, &apiErr) && (apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence || apiErr.ErrorCode == 10164):
+			l.known = false // another node appended: read the log's end again
+		default:
+			l.known = false
+			return 0, fmt.Errorf("cluster: append to %q: %w", topic, n.wrap(err))
+		}
+		if ctx.Err() != nil {
+			return 0, ctx.Err()
+		}
+	}
+}
+
+// find returns the stream sequence of the first message of topic whose
+// key (topic seq or time) is at least want, searching between stream
+// sequences lo and hi; 0 when there is none.
+func (n *Node) find(ctx context.Context, topic string, hi uint64, key func(*bus.Record) bool) (uint64, error) {
+	subj := n.subject(topic)
+	lo := uint64(1)
+	found := uint64(0)
+	for lo <= hi {
+		mid := lo + (hi-lo)/2
+		m, err := n.st.GetMsg(ctx, mid, jetstream.WithGetMsgSubject(subj))
+		if errors.Is(err, jetstream.ErrMsgNotFound) {
+			hi = mid - 1
+			continue
+		}
+		if err != nil {
+			return 0, n.wrap(err)
+		}
+		var r bus.Record
+		if err := decode(m.Header, nil, &r); err != nil {
+			return 0, err
+		}
+		if key(&r) {
+			found = m.Sequence
+			if mid == 0 {
+				break
+			}
+			hi = mid - 1
+		} else {
+			lo = m.Sequence + 1
+		}
+	}
+	return found, nil
+}
+
+// Read implements [bus.Store].
+func (n *Node) Read(ctx context.Context, topic string, from uint64, limit int, buf []bus.Record) ([]bus.Record, error) {
+	ctx, cancel := n.bounded(ctx)
+	defer cancel()
+	st, err := n.Topic(ctx, topic)
+	if err != nil {
+		return buf, err
+	}
+	if from == 0 {
+		from = 1
+	}
+	if st.Last == 0 || from > st.Last || limit <= 0 {
+		return buf, nil
+	}
+	if st.First == 0 || from < st.First {
+		return buf, fmt.Errorf("%w: topic %q seq %d (the shared log starts at %d)", bus.ErrNotCovered, topic, from, st.First)
+	}
+	end, _, err := n.last(ctx, topic)
+	if err != nil {
+		return buf, err
+	}
+	at, err := n.find(ctx, topic, end, func(r *bus.Record) bool { return r.Seq >= from })
+	if err != nil || at == 0 {
+		return buf, err
+	}
+	subj := n.subject(topic)
+	for limit > 0 && at <= end {
+		m, err := n.st.GetMsg(ctx, at, jetstream.WithGetMsgSubject(subj))
+		if errors.Is(err, jetstream.ErrMsgNotFound) {
+			break
+		}
+		if err != nil {
+			return buf, n.wrap(err)
+		}
+		var r bus.Record
+		if err := decode(m.Header, m.Data, &r); err != nil {
+			return buf, err
+		}
+		buf = append(buf, r)
+		limit--
+		at = m.Sequence + 1
+	}
+	return buf, nil
+}
+
+// SeqAt implements [bus.Store].
+func (n *Node) SeqAt(ctx context.Context, topic string, t time.Time) (uint64, error) {
+	ctx, cancel := n.bounded(ctx)
+	defer cancel()
+	end, last, err := n.last(ctx, topic)
+	if err != nil || end == 0 {
+		return last + 1, err
+	}
+	at, err := n.find(ctx, topic, end, func(r *bus.Record) bool { return !r.Time.Before(t) })
+	if err != nil {
+		return 0, err
+	}
+	if at == 0 {
+		return last + 1, nil
+	}
+	m, err := n.st.GetMsg(ctx, at)
+	if err != nil {
+		return 0, n.wrap(err)
+	}
+	var r bus.Record
+	if err := decode(m.Header, nil, &r); err != nil {
+		return 0, err
+	}
+	return r.Seq, nil
+}
+
+// ---- durable consumers
+
+func key(parts ...string) string {
+	for i, p := range parts {
+		parts[i] = base64.RawURLEncoding.EncodeToString([]byte(p))
+	}
+	return strings.Join(parts, ".")
+}
+
+// Consumer implements [bus.Store]: positions live in a key-value bucket,
+// so a durable consumer has one position in the whole cluster.
+func (n *Node) Consumer(ctx context.Context, topic, name string) (bus.ConsumerState, bool, error) {
+	ctx, cancel := n.bounded(ctx)
+	defer cancel()
+	e, err := n.kvC.Get(ctx, key(topic, name))
+	if errors.Is(err, jetstream.ErrKeyNotFound) || errors.Is(err, jetstream.ErrKeyDeleted) {
+		return bus.ConsumerState{}, false, nil
+	}
+	if err != nil {
+		return bus.ConsumerState{}, false, fmt.Errorf("cluster: consumer %q of %q: %w", name, topic, n.wrap(err))
+	}
+	var s bus.ConsumerState
+	if err := json.Unmarshal(e.Value(), &s); err != nil {
+		return bus.ConsumerState{}, false, fmt.Errorf("cluster: consumer %q of %q: %v", name, topic, err)
+	}
+	return s, true, nil
+}
+
+// SaveConsumer implements [bus.Store].
+func (n *Node) SaveConsumer(ctx context.Context, topic, name string, s bus.ConsumerState) error {
+	ctx, cancel := n.bounded(ctx)
+	defer cancel()
+	v, _ := json.Marshal(s)
+	if _, err := n.kvC.Put(ctx, key(topic, name), v); err != nil {
+		return fmt.Errorf("cluster: save consumer %q of %q: %w", name, topic, n.wrap(err))
+	}
+	return nil
+}
+
+// DeleteConsumer implements [bus.Store].
+func (n *Node) DeleteConsumer(ctx context.Context, topic, name string) error {
+	ctx, cancel := n.bounded(ctx)
+	defer cancel()
+	if err := n.kvC.Purge(ctx, key(topic, name)); err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
+		return fmt.Errorf("cluster: delete consumer %q of %q: %w", name, topic, n.wrap(err))
+	}
+	return nil
+}
+
+// ---- receiving
+
+func (n *Node) onRecord(m jetstream.Msg) {
+	topic, ok := strings.CutPrefix(m.Subject(), n.subj)
+	if !ok {
+		return
+	}
+	var r bus.Record
+	if err := decode(m.Headers(), m.Data(), &r); err != nil || r.Seq == 0 {
+		n.log.Error("cluster: a message in the stream is not Courier's", "subject", m.Subject(), "err", err)
+		return
+	}
+	n.feed.Record(topic, r)
+}
+
+// PublishVolatile implements [bus.VolatileBroker]: at-most-once, over
+// NATS core, to the other nodes.
+func (n *Node) PublishVolatile(ctx context.Context, topic string, r bus.Record) error {
+	m, err := n.msg(n.cfg.Prefix+".v."+topic, &r)
+	if err != nil {
+		return err
+	}
+	if err := n.nc.PublishMsg(m); err != nil {
+		return n.wrap(err)
+	}
+	return nil
+}
+
+func (n *Node) onVolatile(m *nats.Msg) {
+	if m.Header.Get(hNode) == n.cfg.Name {
+		return
+	}
+	topic, ok := strings.CutPrefix(m.Subject, n.cfg.Prefix+".v.")
+	if !ok {
+		return
+	}
+	var r bus.Record
+	if err := decode(m.Header, m.Data, &r); err != nil {
+		return
+	}
+	n.feed.Volatile(topic, r)
+}
+
+// ---- presence
+
+type presence struct {
+	Room   string `json:"room"`
+	Member string `json:"member"`
+	Node   string `json:"node"`
+}
+
+// SharePresence implements [bus.PresenceBroker].
+func (n *Node) SharePresence(ctx context.Context, room, member string, joined bool) error {
+	ctx, cancel := n.bounded(ctx)
+	defer cancel()
+	k := key(room, member)
+	var err error
+	if joined {
+		v, _ := json.Marshal(presence{room, member, n.cfg.Name})
+		_, err = n.kvP.Put(ctx, k, v)
+	} else {
+		err = n.kvP.Delete(ctx, k)
+	}
+	if err != nil {
+		return n.wrap(err)
+	}
+	return nil
+}
+
+func (n *Node) watchPresence(w jetstream.KeyWatcher) {
+	defer n.wg.Done()
+	defer w.Stop()
+	for {
+		select {
+		case <-n.ctx.Done():
+			return
+		case e, ok := <-w.Updates():
+			if !ok {
+				return
+			}
+			if e == nil {
+				continue // the initial values are all in
+			}
+			room, member, ok := splitKey(e.Key())
+			if !ok {
+				continue
+			}
+			if e.Operation() != jetstream.KeyValuePut {
+				n.feed.Presence(room, member, false)
+				continue
+			}
+			var p presence
+			if json.Unmarshal(e.Value(), &p) != nil || p.Node == n.cfg.Name {
+				continue
+			}
+			n.feed.Presence(room, member, true)
+		}
+	}
+}
+
+func splitKey(k string) (room, member string, ok bool) {
+	a, b, ok := strings.Cut(k, ".")
+	if !ok {
+		return "", "", false
+	}
+	r, err1 := base64.RawURLEncoding.DecodeString(a)
+	m, err2 := base64.RawURLEncoding.DecodeString(b)
+	return string(r), string(m), err1 == nil && err2 == nil
+}
+
+// beat tells the others this node is alive, and removes the members of
+// nodes that stopped beating more than MemberGrace ago.
+func (n *Node) beat() {
+	defer n.wg.Done()
+	t := time.NewTicker(n.cfg.Heartbeat)
+	defer t.Stop()
+	for {
+		n.nc.Publish(n.cfg.Prefix+".hb", []byte(n.cfg.Name))
+		select {
+		case <-n.ctx.Done():
+			return
+		case <-t.C:
+		}
+		now := time.Now()
+		var dead []string
+		n.mu.Lock()
+		for name, at := range n.seen {
+			if now.Sub(at) > n.cfg.MemberGrace+3*n.cfg.Heartbeat && !n.gone[name] {
+				n.gone[name] = true
+				dead = append(dead, name)
+			}
+		}
+		n.mu.Unlock()
+		for _, name := range dead {
+			ctx, cancel := context.WithTimeout(n.ctx, n.cfg.Timeout)
+			n.dropMembers(ctx, name)
+			cancel()
+		}
+	}
+}
+
+func (n *Node) onBeat(m *nats.Msg) {
+	name := string(m.Data)
+	if name == n.cfg.Name {
+		return
+	}
+	n.mu.Lock()
+	n.seen[name] = time.Now()
+	delete(n.gone, name)
+	n.mu.Unlock()
+}
+
+// dropMembers removes from their rooms the members of node name. Every
+// surviving node does it; deleting twice is harmless.
+func (n *Node) dropMembers(ctx context.Context, name string) {
+	lister, err := n.kvP.ListKeys(ctx)
+	if err != nil {
+		n.log.Warn("cluster: list presence", "err", err)
+		return
+	}
+	var keys []string
+	for k := range lister.Keys() {
+		keys = append(keys, k)
+	}
+	for _, k := range keys {
+		e, err := n.kvP.Get(ctx, k)
+		if err != nil {
+			continue
+		}
+		var p presence
+		if json.Unmarshal(e.Value(), &p) == nil && p.Node == name {
+			n.kvP.Delete(ctx, k, jetstream.LastRevision(e.Revision()))
+		}
+	}
+}
+
+// ---- request and reply
+
+// Serve implements [bus.RequestBroker]: this node answers requests to
+// name, sharing them with the other nodes that serve it (a NATS queue
+// group).
+func (n *Node) Serve(name string, h func(ctx context.Context, data []byte) ([]byte, error)) (func(), error) {
+	var wg sync.WaitGroup
+	s, err := n.nc.QueueSubscribe(n.cfg.Prefix+".r."+name, "courier", func(m *nats.Msg) {
+		wait := n.cfg.Timeout
+		if ms, err := strconv.ParseInt(m.Header.Get(hWait), 10, 64); err == nil && ms > 0 {
+			wait = time.Duration(ms) * time.Millisecond
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			ctx, cancel := context.WithTimeout(n.ctx, wait)
+			defer cancel()
+			out, err := h(ctx, m.Data)
+			reply := nats.NewMsg(m.Reply)
+			if err != nil {
+				reply.Header.Set(hErr, err.Error())
+				if errors.Is(err, bus.ErrNoHandler) {
+					reply.Header.Set(hCode, "no_handler")
+				}
+			} else {
+				reply.Data = out
+			}
+			m.RespondMsg(reply)
+		}()
+	})
+	if err != nil {
+		return nil, n.wrap(err)
+	}
+	return func() {
+		s.Unsubscribe()
+		wg.Wait()
+	}, nil
+}
+
+// RemoteError is the error of a handler on another node.
+type RemoteError struct{ Msg string }
+
+func (e *RemoteError) Error() string { return e.Msg }
+
+// Request implements [bus.RequestBroker].
+func (n *Node) Request(ctx context.Context, name string, data []byte) ([]byte, error) {
+	ctx, cancel := n.bounded(ctx)
+	defer cancel()
+	m := nats.NewMsg(n.cfg.Prefix + ".r." + name)
+	m.Data = data
+	if dl, ok := ctx.Deadline(); ok {
+		m.Header.Set(hWait, strconv.FormatInt(max(1, time.Until(dl).Milliseconds()), 10))
+	}
+	r, err := n.nc.RequestMsgWithContext(ctx, m)
+	if errors.Is(err, nats.ErrNoResponders) {
+		return nil, fmt.Errorf("%w: %q", bus.ErrNoHandler, name)
+	}
+	if err != nil {
+		return nil, n.wrap(err)
+	}
+	if msg := r.Header.Get(hErr); msg != "" {
+		if r.Header.Get(hCode) == "no_handler" {
+			return nil, fmt.Errorf("%w: %q", bus.ErrNoHandler, name)
+		}
+		return nil, &RemoteError{Msg: msg}
+	}
+	return r.Data, nil
+}
+
+var (
+	_ bus.Broker         = (*Node)(nil)
+	_ bus.VolatileBroker = (*Node)(nil)
+	_ bus.PresenceBroker = (*Node)(nil)
+	_ bus.RequestBroker  = (*Node)(nil)
+)
