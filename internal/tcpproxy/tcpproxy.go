@@ -22,6 +22,8 @@ type Proxy struct {
 	mu    sync.Mutex
 	pairs map[net.Conn]net.Conn
 	cuts  int
+	limit func() int64 // bytes a new connection may carry to its client
+	cutAt int          // connections cut by their limit
 }
 
 // New starts a proxy to the server at address to, on a free port of
@@ -73,16 +75,30 @@ func (p *Proxy) accept() {
 		}
 		p.mu.Lock()
 		p.pairs[in] = out
+		var n int64
+		if p.limit != nil {
+			n = p.limit()
+		}
 		p.mu.Unlock()
 		p.wg.Add(2)
-		go p.pipe(in, out)
-		go p.pipe(out, in)
+		go p.pipe(in, out, 0)
+		go p.pipe(out, in, n)
 	}
 }
 
-func (p *Proxy) pipe(dst, src net.Conn) {
+// pipe copies src to dst until either side ends or, when limit > 0, until
+// limit bytes have gone through; then it closes both.
+func (p *Proxy) pipe(dst, src net.Conn, limit int64) {
 	defer p.wg.Done()
-	io.Copy(dst, src)
+	if limit > 0 {
+		if n, _ := io.CopyN(dst, src, limit); n == limit {
+			p.mu.Lock()
+			p.cutAt++
+			p.mu.Unlock()
+		}
+	} else {
+		io.Copy(dst, src)
+	}
 	dst.Close()
 	src.Close()
 	p.mu.Lock()
@@ -112,6 +128,24 @@ func (p *Proxy) Cuts() int {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return p.cuts
+}
+
+// CutAfter makes the proxy cut each connection it accepts from now on once
+// it has forwarded n bytes from the server to the client, n being what f
+// returns for that connection (0 or less: no limit). The cut falls wherever
+// the byte count does: inside a handshake, a frame or a header. f is called
+// with the proxy's lock held; nil removes the limit.
+func (p *Proxy) CutAfter(f func() int64) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.limit = f
+}
+
+// LimitCuts returns how many connections were cut by the CutAfter limit.
+func (p *Proxy) LimitCuts() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.cutAt
 }
 
 // StopAccepting closes the listener: connections through the proxy go on,
