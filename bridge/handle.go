@@ -8,6 +8,7 @@ import (
 	"runtime/debug"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/olahol/melody"
 
@@ -46,7 +47,14 @@ func (b *Bridge) handleMessage(c *conn, msg []byte) {
 			c.kill(wire.CloseInternal, "internal")
 		}
 	}()
-	raws, err := wire.Split(msg)
+	// RFC 8259 JSON is UTF-8, and every receiver of the text frames this
+	// message may reach (a browser fails the WebSocket on invalid UTF-8)
+	// must be able to read it: refuse it here, once, rather than pass it on.
+	var raws [][]byte
+	err := errNotUTF8
+	if utf8.Valid(msg) {
+		raws, err = wire.Split(msg)
+	}
 	if err != nil {
 		b.stats.framesIn.Add(1)
 		if !c.allowFrame() {
@@ -90,8 +98,30 @@ func (b *Bridge) handleMessage(c *conn, msg []byte) {
 			}
 			continue
 		}
+		if len(f.ID) > maxIDLen {
+			c.fail("", wire.CodeBadFrame, fmt.Sprintf("id of %d bytes, limit %d", len(f.ID), maxIDLen))
+			continue
+		}
 		c.handle(&f)
 	}
+}
+
+// Lengths of the client's own ids (docs/protocol.md, section 2).
+const (
+	maxIDLen  = 64  // request ids
+	maxPIDLen = 255 // publisher ids, kept for the de-duplication window
+)
+
+// maxWait is the longest ack_wait and nack delay.
+const maxWait = 10 * time.Minute
+
+var errNotUTF8 = errors.New("not UTF-8")
+
+// millis converts a duration a client gave in milliseconds, clamped to
+// [lo, hi] before it is multiplied, so that no number overflows into a
+// negative or tiny duration.
+func millis(ms int64, lo, hi time.Duration) time.Duration {
+	return time.Duration(min(max(ms, lo.Milliseconds()), hi.Milliseconds())) * time.Millisecond
 }
 
 func errText(err error) string {
@@ -103,7 +133,11 @@ func errText(err error) string {
 }
 
 // fail sends an error frame and counts a strike when the client caused it.
+// An id longer than the protocol allows is not echoed.
 func (c *conn) fail(id, code, msg string) {
+	if len(id) > maxIDLen {
+		id = ""
+	}
 	f := wire.Frame{Op: wire.OpError, ID: id, Code: code, Message: msg}
 	if frame, err := wire.Encode(&f); err == nil && c.sendFrame(frame) {
 		c.b.stats.errorFrame(code)
@@ -212,6 +246,14 @@ func (c *conn) handleHello(f *wire.Frame) {
 	resumed := s != nil
 	if f.Resume != "" && !resumed {
 		b.stats.resumesFailed.Add(1)
+	}
+	if !b.admit(c, ident.ID, resumed && s.c != nil) {
+		if resumed {
+			s.mu.Unlock()
+		}
+		c.fail(f.ID, wire.CodeLimit, fmt.Sprintf("at most %d connections per identity", b.cfg.maxConns))
+		c.closeAfter(wire.CloseTooMany, "too many connections")
+		return
 	}
 	if !resumed {
 		var err error
@@ -423,7 +465,7 @@ func (c *conn) subscribe(s *session, f *wire.Frame) {
 	window = min(window, b.cfg.maxInflight)
 	ackWait := 30 * time.Second
 	if f.AckWait > 0 {
-		ackWait = min(max(time.Duration(f.AckWait)*time.Millisecond, 100*time.Millisecond), 10*time.Minute)
+		ackWait = millis(f.AckWait, 100*time.Millisecond, maxWait)
 	}
 	cs := &csub{
 		s: s, id: f.Sub, quoted: wire.AppendString(nil, f.Sub), pattern: f.Pattern, exact: exact,
@@ -546,7 +588,7 @@ func (c *conn) ack(s *session, f *wire.Frame) {
 		if f.Op == wire.OpAck {
 			s.ack(cs, f.N, f.Upto)
 		} else {
-			s.nack(cs, f.N, time.Duration(max(f.Delay, 0))*time.Millisecond)
+			s.nack(cs, f.N, millis(f.Delay, 0, maxWait))
 		}
 	}
 	s.mu.Unlock()
@@ -567,6 +609,10 @@ func (c *conn) publish(s *session, f *wire.Frame) {
 	}
 	if len(f.Data) == 0 {
 		c.fail(f.ID, wire.CodeBadFrame, `publish needs "data"`)
+		return
+	}
+	if len(f.PID) > maxPIDLen {
+		c.fail(f.ID, wire.CodeBadFrame, fmt.Sprintf("pid of %d bytes, limit %d", len(f.PID), maxPIDLen))
 		return
 	}
 	if err := c.allowed(s, Publish, f.Topic); err != nil {
@@ -735,10 +781,7 @@ func (c *conn) presence(s *session, f *wire.Frame) {
 	}
 	ans := wire.Frame{Op: wire.OpPresence, ID: f.ID, Room: f.Room}
 	for _, id := range b.bus.RoomMembers(room) {
-		m := wire.Member{Member: id}
-		if ms := b.session(id); ms != nil {
-			m.User = ms.ident.ID
-		}
+		m := wire.Member{Member: id, User: b.bus.MemberInfo(id)}
 		ans.Members = append(ans.Members, m)
 	}
 	c.reply(&ans)
@@ -762,7 +805,7 @@ func (c *conn) request(s *session, f *wire.Frame) {
 	}
 	timeout := b.cfg.requestTimeout
 	if f.Timeout > 0 {
-		timeout = min(timeout, time.Duration(f.Timeout)*time.Millisecond)
+		timeout = millis(f.Timeout, 0, timeout)
 	}
 	data := f.Data
 	if len(data) == 0 {

@@ -194,8 +194,8 @@ func (w *watch) handle(_ context.Context, m bus.Message[any]) error {
 	b := w.b
 	room, _ := b.clientName(ev.Room)
 	f := wire.Frame{Op: wire.OpPresenceEvent, Room: room, Member: ev.Member, Joined: wire.Bool(ev.Joined)}
-	if s := b.session(ev.Member); s != nil {
-		f.User = s.ident.ID
+	if f.User = ev.Info; f.User == "" {
+		f.User = b.bus.MemberInfo(ev.Member)
 	}
 	frame, err := wire.Encode(&f)
 	if err != nil {

@@ -80,6 +80,7 @@ func (b *Bridge) newSession(c *conn, id Identity) (*session, error) {
 	if err != nil {
 		return nil, err
 	}
+	m.SetInfo(id.ID) // presence shows the user, on every node of a cluster
 	s := &session{b: b, id: sid, ident: id, member: m, token: b.token(sid, id.ID)}
 	b.mu.Lock()
 	b.sessions[sid] = s

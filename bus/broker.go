@@ -38,8 +38,9 @@ type Feed interface {
 	// Volatile delivers an at-most-once message published on another bus.
 	Volatile(topic string, r Record)
 	// Presence records that member, a member of another bus, joined or left
-	// room, and publishes the [RoomEvent] on this bus.
-	Presence(room, member string, joined bool)
+	// room, and publishes the [RoomEvent] on this bus. info is the member's
+	// [Member.SetInfo] on its bus.
+	Presence(room, member, info string, joined bool)
 }
 
 // A Broker may also implement these; a bus uses what its broker offers.
@@ -49,9 +50,10 @@ type (
 		PublishVolatile(ctx context.Context, topic string, r Record) error
 	}
 	// PresenceBroker makes rooms cluster-wide: it tells the other buses
-	// when a member of this bus joins or leaves a room.
+	// when a member of this bus joins or leaves a room, with the member's
+	// info ([Member.SetInfo]).
 	PresenceBroker interface {
-		SharePresence(ctx context.Context, room, member string, joined bool) error
+		SharePresence(ctx context.Context, room, member, info string, joined bool) error
 	}
 	// RequestBroker carries requests to endpoints served on other buses.
 	// Serve offers this bus's handlers of name to the others until stop is
@@ -119,12 +121,15 @@ func (f feed) Volatile(topic string, r Record) {
 	ts.pubMu.Unlock()
 }
 
-func (f feed) Presence(room, member string, joined bool) {
+func (f feed) Presence(room, member, info string, joined bool) {
 	b := f.b
 	if validRoom(room) != nil || b.ctx.Err() != nil {
 		return
 	}
 	b.roomMu.Lock()
+	if !joined {
+		info = b.remoteInfo[member]
+	}
 	set := b.remote[room]
 	_, in := set[member]
 	if in == joined {
@@ -137,16 +142,31 @@ func (f feed) Presence(room, member string, joined bool) {
 			b.remote[room] = set
 		}
 		set[member] = struct{}{}
+		b.remoteInfo[member] = info
 	} else {
 		delete(set, member)
 		if len(set) == 0 {
 			delete(b.remote, room)
 		}
+		if !b.remoteInAny(member) {
+			delete(b.remoteInfo, member)
+		}
 	}
 	b.roomMu.Unlock()
-	if err := publishOne(context.Background(), b, RoomTopic(room), RoomEvent{Room: room, Member: member, Joined: joined}, Ephemeral()); err != nil && b.ctx.Err() == nil {
+	if err := publishOne(context.Background(), b, RoomTopic(room), RoomEvent{Room: room, Member: member, Joined: joined, Info: info}, Ephemeral()); err != nil && b.ctx.Err() == nil {
 		b.log.Error("bus: room event", "room", room, "err", err)
 	}
+}
+
+// remoteInAny reports whether member is in a room of another bus. Caller
+// holds roomMu.
+func (b *Bus) remoteInAny(member string) bool {
+	for _, set := range b.remote {
+		if _, ok := set[member]; ok {
+			return true
+		}
+	}
+	return false
 }
 
 // remoteMembers returns the members of room on other buses. Caller holds
@@ -267,12 +287,13 @@ func (ts *topicState) awaitApplied(ctx context.Context, seq uint64) {
 }
 
 // sharePresence tells the broker about a change of this bus's rooms.
-func (b *Bus) sharePresence(ctx context.Context, room, member string, joined bool) error {
+func (b *Bus) sharePresence(ctx context.Context, room string, m *Member, joined bool) error {
 	pb, ok := b.cfg.broker.(PresenceBroker)
 	if !ok {
 		return nil
 	}
-	if err := pb.SharePresence(ctx, room, member, joined); err != nil {
+	member := m.id
+	if err := pb.SharePresence(ctx, room, member, m.Info(), joined); err != nil {
 		return fmt.Errorf("bus: share presence of %q in %q: %w", member, room, err)
 	}
 	return nil

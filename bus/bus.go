@@ -38,10 +38,11 @@ type Bus struct {
 	durables  map[[2]string]*Subscription
 	endpoints map[string]*endpointSet
 
-	roomMu  sync.RWMutex
-	rooms   map[string]*room
-	members map[string]*Member
-	remote  map[string]map[string]struct{} // room -> members of other buses (with a broker)
+	roomMu     sync.RWMutex
+	rooms      map[string]*room
+	members    map[string]*Member
+	remote     map[string]map[string]struct{} // room -> members of other buses (with a broker)
+	remoteInfo map[string]string              // member of another bus -> its info
 }
 
 // New returns a running bus. With no options it keeps everything in memory:
@@ -78,6 +79,7 @@ func New(opts ...Option) (*Bus, error) {
 	if cfg.broker != nil {
 		b.store, b.persist = cfg.broker, true
 		b.remote = make(map[string]map[string]struct{})
+		b.remoteInfo = make(map[string]string)
 	} else if cfg.store != nil {
 		b.store, b.persist = cfg.store, true
 	} else {

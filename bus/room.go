@@ -15,6 +15,7 @@ type Member struct {
 	id string
 
 	mu    sync.RWMutex
+	info  string
 	rooms map[string]struct{}
 	subs  map[*Subscription]struct{}
 	gone  bool
@@ -31,6 +32,8 @@ type RoomEvent struct {
 	Room   string `json:"room"`
 	Member string `json:"member"`
 	Joined bool   `json:"joined"`
+	// Info is the member's info ([Member.SetInfo]), if it has one.
+	Info string `json:"info,omitempty"`
 }
 
 const roomPrefix = "$rooms."
@@ -60,6 +63,37 @@ func (b *Bus) Member(id string) (*Member, error) {
 
 // ID returns the member's id.
 func (m *Member) ID() string { return m.id }
+
+// SetInfo sets a short text describing the member, such as the user it
+// acts for, which [Bus.MemberInfo] returns. With a [Broker] it travels with
+// the member's joins, so other buses' presence lists can show it. Set it
+// before joining rooms.
+func (m *Member) SetInfo(info string) {
+	m.mu.Lock()
+	m.info = info
+	m.mu.Unlock()
+}
+
+// Info returns what [Member.SetInfo] set.
+func (m *Member) Info() string {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	return m.info
+}
+
+// MemberInfo returns the info of the member with this id ([Member.SetInfo]):
+// a member of this bus or, with a [Broker], one in a room of another bus.
+// It is "" for an unknown member.
+func (b *Bus) MemberInfo(id string) string {
+	b.roomMu.RLock()
+	m := b.members[id]
+	info := b.remoteInfo[id]
+	b.roomMu.RUnlock()
+	if m != nil {
+		return m.Info()
+	}
+	return info
+}
 
 func validRoom(name string) error {
 	if err := ValidateTopic(name); err != nil || reserved(name) {
@@ -126,10 +160,10 @@ func (m *Member) change(ctx context.Context, rooms []string, join bool) error {
 	m.mu.Unlock()
 	b.roomMu.Unlock()
 	for _, name := range changed {
-		if err := b.roomEvent(ctx, RoomEvent{Room: name, Member: m.id, Joined: join}); err != nil {
+		if err := b.roomEvent(ctx, RoomEvent{Room: name, Member: m.id, Joined: join, Info: m.Info()}); err != nil {
 			return err
 		}
-		if err := b.sharePresence(ctx, name, m.id, join); err != nil {
+		if err := b.sharePresence(ctx, name, m, join); err != nil {
 			return err
 		}
 	}

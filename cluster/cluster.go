@@ -686,17 +686,18 @@ func (n *Node) onVolatile(m *nats.Msg) {
 type presence struct {
 	Room   string `json:"room"`
 	Member string `json:"member"`
+	Info   string `json:"info,omitempty"`
 	Node   string `json:"node"`
 }
 
 // SharePresence implements [bus.PresenceBroker].
-func (n *Node) SharePresence(ctx context.Context, room, member string, joined bool) error {
+func (n *Node) SharePresence(ctx context.Context, room, member, info string, joined bool) error {
 	ctx, cancel := n.bounded(ctx)
 	defer cancel()
 	k := key(room, member)
 	var err error
 	if joined {
-		v, _ := json.Marshal(presence{room, member, n.cfg.Name})
+		v, _ := json.Marshal(presence{room, member, info, n.cfg.Name})
 		_, err = n.kvP.Put(ctx, k, v)
 	} else {
 		err = n.kvP.Delete(ctx, k)
@@ -726,14 +727,14 @@ func (n *Node) watchPresence(w jetstream.KeyWatcher) {
 				continue
 			}
 			if e.Operation() != jetstream.KeyValuePut {
-				n.feed.Presence(room, member, false)
+				n.feed.Presence(room, member, "", false)
 				continue
 			}
 			var p presence
 			if json.Unmarshal(e.Value(), &p) != nil || p.Node == n.cfg.Name {
 				continue
 			}
-			n.feed.Presence(room, member, true)
+			n.feed.Presence(room, member, p.Info, true)
 		}
 	}
 }

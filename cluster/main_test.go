@@ -2,12 +2,16 @@ package cluster_test
 
 import (
 	"context"
+	"net/http"
+	"net/http/httptest"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	"go.uber.org/goleak"
 
+	"github.com/courierbus/courier/bridge"
 	"github.com/courierbus/courier/bus"
 	"github.com/courierbus/courier/cluster"
 	"github.com/courierbus/courier/internal/natscluster"
@@ -29,6 +33,30 @@ type testNode struct {
 	nc   *nats.Conn
 	node *cluster.Node
 	bus  *bus.Bus
+	br   *bridge.Bridge   // with serve
+	srv  *httptest.Server // with serve
+	url  string           // the bridge's ws:// URL, with serve
+}
+
+// serve mounts a bridge over bus i at /bus/ on 127.0.0.1.
+func (tc *testCluster) serve(i int, opts ...bridge.Option) string {
+	tc.t.Helper()
+	tn := tc.nodes[i]
+	br, err := bridge.New(tn.bus, opts...)
+	if err != nil {
+		tc.t.Fatal(err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/bus/", br)
+	srv := httptest.NewUnstartedServer(mux)
+	srv.Config.ReadHeaderTimeout = 5 * time.Second
+	srv.Config.ReadTimeout = 10 * time.Second
+	srv.Config.WriteTimeout = 10 * time.Second
+	srv.Config.IdleTimeout = 30 * time.Second
+	srv.Start()
+	tn.br, tn.srv = br, srv
+	tn.url = "ws" + strings.TrimPrefix(srv.URL, "http") + "/bus/"
+	return tn.url
 }
 
 func newCluster(t testing.TB, n int, cfg cluster.Config, opts ...bus.Option) *testCluster {
@@ -87,6 +115,11 @@ func (tc *testCluster) stopNode(i int) {
 		return
 	}
 	tc.nodes[i] = nil
+	if tn.br != nil {
+		tn.srv.CloseClientConnections()
+		tn.br.Close()
+		tn.srv.Close()
+	}
 	tn.bus.Close()
 	tn.node.Close()
 	tn.nc.Close()

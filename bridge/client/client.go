@@ -23,7 +23,8 @@ import (
 // Client is a connection to a Courier bridge that reconnects by itself and
 // resumes its session. Make one with [Dial]; it is safe for concurrent use.
 type Client struct {
-	url      string
+	urls     []string // url and the fallbacks
+	urlNext  int      // the one to dial next; used by the connecting goroutine only
 	cfg      config
 	log      *slog.Logger
 	ctx      context.Context // ends at Close
@@ -120,7 +121,7 @@ func Dial(ctx context.Context, url string, opts ...Option) (*Client, error) {
 	var inst [6]byte
 	rand.Read(inst[:])
 	c := &Client{
-		url: url, cfg: cfg, log: cfg.logger, instance: hex.EncodeToString(inst[:]),
+		cfg: cfg, log: cfg.logger, instance: hex.EncodeToString(inst[:]),
 		up: make(chan struct{}), subs: make(map[string]*Subscription), rooms: make(map[string]struct{}),
 		watches: make(map[string]func(PresenceEvent)), handlers: make(map[string]HandlerFunc),
 		pending: make(map[string]chan *wire.Frame),
@@ -130,7 +131,11 @@ func Dial(ctx context.Context, url string, opts ...Option) (*Client, error) {
 	}
 	c.ctx, c.cancel = context.WithCancel(context.Background())
 	c.events.init(cfg.onEvent)
+	c.urls = append([]string{url}, cfg.fallback...)
 	l, w, rest, err := c.connect(ctx)
+	for i := 1; err != nil && i < len(c.urls) && ctx.Err() == nil; i++ {
+		l, w, rest, err = c.connect(ctx)
+	}
 	if err != nil {
 		c.cancel()
 		return nil, err
@@ -234,12 +239,21 @@ func (l *link) closeAfterQueue(d time.Duration) {
 // connect dials and says hello; it returns the link, the welcome and any
 // frames that came in the same message after it.
 func (c *Client) connect(ctx context.Context) (*link, *wire.Frame, []wire.Frame, error) {
-	ws, resp, err := c.cfg.dialer.DialContext(ctx, c.url, c.cfg.header)
+	l, w, rest, err := c.connectTo(ctx, c.urls[c.urlNext])
+	if err != nil {
+		// The next attempt goes to the next bridge of a cluster.
+		c.urlNext = (c.urlNext + 1) % len(c.urls)
+	}
+	return l, w, rest, err
+}
+
+func (c *Client) connectTo(ctx context.Context, url string) (*link, *wire.Frame, []wire.Frame, error) {
+	ws, resp, err := c.cfg.dialer.DialContext(ctx, url, c.cfg.header)
 	if err != nil {
 		if resp != nil {
-			return nil, nil, nil, fmt.Errorf("client: dial %s: %w (HTTP %d)", c.url, err, resp.StatusCode)
+			return nil, nil, nil, fmt.Errorf("client: dial %s: %w (HTTP %d)", url, err, resp.StatusCode)
 		}
-		return nil, nil, nil, fmt.Errorf("client: dial %s: %w", c.url, err)
+		return nil, nil, nil, fmt.Errorf("client: dial %s: %w", url, err)
 	}
 	hello := wire.Frame{Op: wire.OpHello, V: wire.Version, ID: "hello"}
 	c.mu.Lock()

@@ -20,6 +20,7 @@ type config struct {
 	onEvent    func(Event)
 	logger     *slog.Logger
 	handshake  time.Duration
+	fallback   []string
 }
 
 type optFunc func(*config)
@@ -42,6 +43,17 @@ func WithDialer(d *websocket.Dialer) Option { return optFunc(func(c *config) { c
 // wait a random value between half and all of it. Default 100ms to 10s.
 func WithBackoff(min, max time.Duration) Option {
 	return optFunc(func(c *config) { c.minBackoff, c.maxBackoff = min, max })
+}
+
+// WithFallback gives more bridges to connect to, for a cluster of nodes
+// sharing a bus (package cluster): when a connection cannot be made, the
+// client tries the next URL, round robin, starting with Dial's. A session
+// lives in one node, so on another node the welcome says it was not
+// resumed, and the client restores its rooms and subscriptions from the
+// last positions it handled; positions mean the same on every node, so
+// nothing is missed on topics subscribed by name.
+func WithFallback(urls ...string) Option {
+	return optFunc(func(c *config) { c.fallback = append(c.fallback, urls...) })
 }
 
 // OnEvent calls f for every [Event], one at a time, on a goroutine of the
