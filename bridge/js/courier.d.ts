@@ -164,6 +164,8 @@ export interface ConnectEvent {
   resumed: boolean;
   /** False on the first connect. */
   reconnect: boolean;
+  /** The WebSocket URL this connection went to (one of Client.urls). */
+  url: string;
 }
 
 export interface DisconnectEvent {
@@ -171,6 +173,8 @@ export interface DisconnectEvent {
   code: number;
   reason: string;
   willReconnect: boolean;
+  /** The WebSocket URL of the connection that ended. */
+  url: string;
 }
 
 export interface ResumeEvent {
@@ -205,8 +209,10 @@ export interface ServerRequest {
 }
 
 export class Client {
-  /** The WebSocket URL. */
+  /** The WebSocket URL of the current connection, or of the next attempt while offline. */
   readonly url: string;
+  /** Every WebSocket URL the client connects to, in turn (one unless connect() was given a list). */
+  readonly urls: readonly string[];
   /** The session id: this client's member id in rooms and presence. '' before the first welcome. */
   readonly session: string;
   /** The server's heartbeat interval in ms. */
@@ -244,8 +250,23 @@ export class Client {
   close(): Promise<void>;
 }
 
-/** Connects to the bridge at url (by default the one that served this module). */
-export function connect(url?: string | URL, options?: ConnectOptions): Client;
+/**
+ * Connects to the bridge at url (by default the one that served this module)
+ * and returns the client at once; it connects in the background.
+ *
+ * Failover: url may be a list, the bridges of the nodes of a cluster (package
+ * cluster). The client starts with the first; each reconnect attempt, after a
+ * dropped connection or a failed attempt, goes to the next one, round robin,
+ * with the same backoff as with one URL. A session lives in one node, so on
+ * another node the welcome says resumed: false, and the client joins its rooms
+ * again and subscribes to exact topics from the last positions it handled
+ * (start 'after'), which mean the same on every node: nothing is lost or
+ * handled twice. Every URL must be a bridge of the same cluster, and each
+ * bridge must allow the page's origin (bridge.AllowOrigins).
+ *
+ *   connect(['wss://a.example.com/bus/', 'wss://b.example.com/bus/'], { auth })
+ */
+export function connect(url?: string | URL | readonly (string | URL)[], options?: ConnectOptions): Client;
 
 declare const _default: { connect: typeof connect; Client: typeof Client; CourierError: typeof CourierError };
 export default _default;

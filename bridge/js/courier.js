@@ -9,7 +9,10 @@
 //
 // The client reconnects by itself with exponential backoff and jitter and
 // resumes its session with the server's resume token: subscriptions, rooms
-// and unacknowledged messages come back. While it is offline, publishes are
+// and unacknowledged messages come back. Given several URLs (the bridges of
+// the nodes of a cluster), it fails over: each attempt goes to the next URL,
+// round robin; on another node the session is new, and the client joins its
+// rooms again and subscribes from the last positions it handled. While it is offline, publishes are
 // buffered (up to `buffer`, volatile ones are dropped) and sent in order
 // once it is back. A message is acknowledged when its handler returns (or
 // the promise it returns resolves); a handler that throws gets it again.
@@ -92,7 +95,10 @@ const noop = () => {};
 /**
  * Connects to the bridge at url (ws:, wss:, http:, https: or a path
  * relative to the page; by default the bridge that served this module) and
- * returns the client at once; it connects in the background.
+ * returns the client at once; it connects in the background. url may be an
+ * array of such URLs, the bridges of a cluster's nodes: the client starts
+ * with the first, and each reconnect attempt goes to the next one, round
+ * robin.
  */
 export function connect(url, options) {
   return new Client(url, options || {});
@@ -101,7 +107,11 @@ export function connect(url, options) {
 /** A connection to a Courier bridge. Make one with connect(). */
 export class Client {
   constructor(url, options) {
-    this.url = wsURL(url);
+    const list = Array.isArray(url) ? url : [url];
+    if (!list.length) throw new TypeError('courier: connect needs at least one URL');
+    this.urls = Object.freeze(list.map(wsURL)); // where to connect, in turn
+    this._urlIndex = 0;
+    this.url = this.urls[0]; // where the current (or next) attempt goes
     this._opts = { ...DEFAULTS, ...options };
     this._WS = this._opts.WebSocket || globalThis.WebSocket;
     this._listeners = new Map();
@@ -592,7 +602,7 @@ export class Client {
     this._helloError = null;
     const willReconnect = !this._closed && !this._paused && !terminal;
     if (wasWelcomed || terminal) {
-      this._emit('disconnect', { code, reason: reason || '', willReconnect });
+      this._emit('disconnect', { code, reason: reason || '', willReconnect, url: this.url });
     }
     if (terminal) {
       // Nothing goes out until reconnect(): what waits fails now.
@@ -613,6 +623,10 @@ export class Client {
 
   _scheduleRetry() {
     this._clearRetry();
+    // The next attempt goes to the next URL: the one that failed or
+    // dropped may be a node that went away.
+    this._urlIndex = (this._urlIndex + 1) % this.urls.length;
+    this.url = this.urls[this._urlIndex];
     const base = Math.min(this._opts.minBackoff * 2 ** this._attempt, this._opts.maxBackoff);
     const wait = base * (0.5 + Math.random()); // ±50%
     this._attempt++;
@@ -694,7 +708,7 @@ export class Client {
     for (const item of queued) this._write(item);
     this._pump();
 
-    this._emit('connect', { session: this.session, resumed, reconnect: !first });
+    this._emit('connect', { session: this.session, resumed, reconnect: !first, url: this.url });
     if (!first) {
       const gen = this._gen;
       Promise.all(waits).then(() => {
