@@ -59,6 +59,8 @@ func runChild(role string, servers []WSServer) error {
 				return serveWS(s)
 			}
 		}
+	case "soak":
+		return serveSoak()
 	case "reopen":
 		what, dir, _ := strings.Cut(arg, ":")
 		return reopenChild(what, dir)
