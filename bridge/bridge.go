@@ -45,6 +45,9 @@ type Bridge struct {
 	helloMu sync.Mutex
 	hellos  []helloWait // connections waiting for their hello, by deadline
 
+	identMu    sync.Mutex     // guards identConns and every conn's counted
+	identConns map[string]int // open connections by identity, with MaxConnections
+
 	mu       sync.RWMutex // guards sessions
 	sessions map[string]*session
 
@@ -82,6 +85,9 @@ func New(b *bus.Bus, opts ...Option) (*Bridge, error) {
 		sessions: make(map[string]*session),
 		routes:   make(map[string]*route),
 		watches:  make(map[string]*watch),
+	}
+	if cfg.maxConns > 0 {
+		br.identConns = make(map[string]int)
 	}
 	if br.log == nil {
 		br.log = slog.New(slog.DiscardHandler)

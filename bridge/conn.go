@@ -35,6 +35,9 @@ type conn struct {
 	lim    bucket // frames; used on the read loop only
 	sess   atomic.Pointer[session]
 	acks   atomic.Int64 // deliveries sent and not yet answered by an ack or nack
+	// counted is the identity this connection counts against with
+	// MaxConnections, from its hello to its end. Guarded by b.identMu.
+	counted string
 
 	outMu       sync.Mutex
 	buf         *[]byte // frames waiting: '[' then frames separated by ','
@@ -142,8 +145,41 @@ func (c *conn) finish() {
 		close(done)
 	}
 	c.closer.Wait()
+	c.b.unadmit(c)
 	if s := c.sess.Load(); s != nil {
 		s.detach(c)
+	}
+}
+
+// admit counts c as one of identity id's connections; false when id has
+// MaxConnections open already. A connection replacing another of the
+// same session is let in: the old one leaves when it has ended.
+func (b *Bridge) admit(c *conn, id string, replacing bool) bool {
+	if b.cfg.maxConns == 0 || id == "" {
+		return true
+	}
+	b.identMu.Lock()
+	defer b.identMu.Unlock()
+	if !replacing && b.identConns[id] >= b.cfg.maxConns {
+		return false
+	}
+	b.identConns[id]++
+	c.counted = id
+	return true
+}
+
+// unadmit stops counting c against its identity.
+func (b *Bridge) unadmit(c *conn) {
+	if b.cfg.maxConns == 0 {
+		return
+	}
+	b.identMu.Lock()
+	defer b.identMu.Unlock()
+	if id := c.counted; id != "" {
+		c.counted = ""
+		if b.identConns[id]--; b.identConns[id] <= 0 {
+			delete(b.identConns, id)
+		}
 	}
 }
 

@@ -92,6 +92,7 @@ type config struct {
 	maxInflight      int
 	maxRequests      int
 	maxRooms         int
+	maxConns         int
 	fanoutQueue      int
 	catchupWorkers   int
 }
@@ -129,7 +130,7 @@ func (c *config) validate() error {
 	case c.frameLimit < 1024 || c.messageLimit < c.frameLimit:
 		return fmt.Errorf("%w: frame limit at least 1 KiB and at most the message limit", ErrInvalidOption)
 	case c.maxSubs < 1, c.rate <= 0, c.burst < 1, c.strikeRate <= 0, c.strikeBurst < 1,
-		c.outbound < 4096, c.maxInflight < 1, c.maxRequests < 1, c.maxRooms < 1:
+		c.outbound < 4096, c.maxInflight < 1, c.maxRequests < 1, c.maxRooms < 1, c.maxConns < 0:
 		return fmt.Errorf("%w: limits must be positive (outbound at least 4 KiB)", ErrInvalidOption)
 	}
 	if c.namespace != "" {
@@ -221,11 +222,12 @@ const (
 	intInflight
 	intRequests
 	intRooms
+	intConns
 )
 
 func (o intOpt) applyBridge(c *config) {
 	*[...]*int{&c.frameLimit, &c.messageLimit, &c.maxSubs, &c.outbound, &c.maxInflight,
-		&c.maxRequests, &c.maxRooms}[o.which] = o.n
+		&c.maxRequests, &c.maxRooms, &c.maxConns}[o.which] = o.n
 }
 
 type rateOpt struct {
@@ -385,3 +387,11 @@ func MaxRequests(n int) Option { return intOpt{intRequests, n} }
 // MaxRooms sets how many rooms one session may be in, and how many rooms'
 // presence it may watch. Default 64.
 func MaxRooms(n int) Option { return intOpt{intRooms, n} }
+
+// MaxConnections sets how many connections one identity ([Identity].ID, as
+// the hooks returned it) may have open at once. A hello beyond it is
+// refused with the code "limit" and the connection closed with 4006. A
+// connection that resumes a session whose old connection is still open is
+// let in: it replaces that one. Anonymous clients (ID "") are not counted,
+// since nothing tells them apart. Default 0: no limit.
+func MaxConnections(n int) Option { return intOpt{intConns, n} }

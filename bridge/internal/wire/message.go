@@ -32,8 +32,8 @@ func AppendMessageHead(dst, quotedSub []byte, n uint64, attempt int) []byte {
 
 // MessageTail returns the shared end of a message frame:
 // `"topic":...,"epoch":...,"seq":...,"rooms":[...],"headers":{...},"data":...}`.
-// Data that is not valid JSON (a topic with another codec) travels base64
-// encoded in "data64".
+// Data that is not valid JSON (a topic with another codec), or not valid
+// UTF-8 (which no text frame may carry), travels base64 encoded in "data64".
 func MessageTail(topic string, epoch, seq uint64, rooms []string, headers map[string]string, data []byte) []byte {
 	n := 40 + len(topic) + len(data)
 	dst := make([]byte, 0, n)
@@ -72,7 +72,7 @@ func MessageTail(topic string, epoch, seq uint64, rooms []string, headers map[st
 		}
 		dst = append(dst, '}')
 	}
-	if json.Valid(data) {
+	if utf8.Valid(data) && json.Valid(data) {
 		dst = append(dst, `,"data":`...)
 		dst = append(dst, data...)
 	} else {

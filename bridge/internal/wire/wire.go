@@ -148,7 +148,10 @@ const (
 	CloseHelloTimeout = 4002
 	CloseReplaced     = 4003
 	CloseVersion      = 4005
-	CloseSlow         = 4008
+	// CloseTooMany: the identity has as many connections open as the
+	// host allows (Bridge option MaxConnections).
+	CloseTooMany = 4006
+	CloseSlow    = 4008
 	// CloseDisconnected: the host disconnected the client (Bridge.Disconnect);
 	// the session waits for it to reconnect and resume.
 	CloseDisconnected = 4009
