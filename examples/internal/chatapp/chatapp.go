@@ -1,0 +1,417 @@
+package chatapp
+
+import (
+	"bytes"
+	"context"
+	_ "embed"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+	"unicode"
+	"unicode/utf8"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/courierbus/courier/bridge"
+	"github.com/courierbus/courier/bus"
+	"github.com/courierbus/courier/observe"
+	"github.com/courierbus/courier/persist"
+)
+
+//go:embed index.html
+var page []byte
+
+// busURLs is the element of the page that lists the bridges it connects
+// to; a server with [Failover] peers writes its own list there.
+const busURLs = `<script id="bus-urls" type="application/json">["./bus/"]</script>`
+
+// Topics, endpoints and rooms. A room "lobby" has its messages on the topic
+// "chat.lobby"; only the room's members may subscribe and publish there
+// (see authorize), so joining the room is what lets a user read it.
+const (
+	ChatPrefix   = "chat."
+	RoomsList    = "rooms.list"     // endpoint: active rooms and their member counts
+	RoomPosition = "rooms.position" // endpoint: where a room's history ends
+	// AdminTopic is not exposed to clients: the page's /announce command
+	// publishes there and gets "forbidden".
+	AdminTopic = "admin.announce"
+)
+
+// Option configures [New].
+type Option interface{ apply(*config) }
+
+type config struct {
+	log           *slog.Logger
+	history       int
+	adminPassword string
+	store         *persist.Store
+	commits       *observe.Commits
+	peers         []string
+	closers       []io.Closer
+}
+
+type optFunc func(*config)
+
+func (f optFunc) apply(c *config) { f(c) }
+
+// WithLogger sets the logger of the server and its bridge. Default: discard.
+func WithLogger(l *slog.Logger) Option { return optFunc(func(c *config) { c.log = l }) }
+
+// History sets how many of a room's last messages the page shows on
+// joining it. Default 50.
+func History(n int) Option { return optFunc(func(c *config) { c.history = n }) }
+
+// AdminPassword opens the admin page at /admin/ to the user "admin" with
+// this password. Default "": the page stays closed.
+func AdminPassword(pw string) Option { return optFunc(func(c *config) { c.adminPassword = pw }) }
+
+// WithStore shows st, the bus's store, on /metrics and the admin page. The
+// server does not close it (see [CloseAfter]).
+func WithStore(st *persist.Store) Option { return optFunc(func(c *config) { c.store = st }) }
+
+// WithCommits adds the store's commit histograms to /metrics.
+func WithCommits(cm *observe.Commits) Option { return optFunc(func(c *config) { c.commits = cm }) }
+
+// Failover names the pages of the other nodes of a cluster sharing the
+// bus's topics ("http://127.0.0.1:8082/"), in the order the page should try
+// them. The page connects to its own server's bridge first and, when that
+// connection drops, to their bridges ("<page>bus/") in turn. Their pages
+// may connect to this server's bridge, and this server's page may connect
+// to theirs (its Content-Security-Policy names them).
+func Failover(pages ...string) Option {
+	return optFunc(func(c *config) { c.peers = append(c.peers, pages...) })
+}
+
+// CloseAfter makes Close and Shutdown close cs, in order, after the bridge:
+// the bus and what it stands on. New does not close them when it fails.
+func CloseAfter(cs ...io.Closer) Option {
+	return optFunc(func(c *config) { c.closers = append(c.closers, cs...) })
+}
+
+// Server is the chat on one bus: the bridge mounted at /bus/, the page at
+// /, Prometheus metrics at /metrics and the admin page at /admin/.
+type Server struct {
+	bus     *bus.Bus
+	bridge  *bridge.Bridge
+	admin   *observe.Admin // nil until made
+	handler http.Handler
+	log     *slog.Logger
+	history int
+	closers []io.Closer
+}
+
+// New serves the chat on b.
+func New(b *bus.Bus, opts ...Option) (*Server, error) {
+	cfg := config{history: 50}
+	for _, o := range opts {
+		o.apply(&cfg)
+	}
+	if cfg.log == nil {
+		cfg.log = slog.New(slog.DiscardHandler)
+	}
+	if cfg.history <= 0 {
+		cfg.history = 50
+	}
+	body, csp, origins, err := failover(cfg.peers)
+	if err != nil {
+		return nil, err
+	}
+	log := cfg.log
+	s := &Server{bus: b, log: log, history: cfg.history}
+	if err := s.endpoints(); err != nil {
+		return nil, err
+	}
+	bopts := []bridge.Option{
+		bridge.WithLogger(log),
+		bridge.HelloAuth(helloAuth),
+		bridge.Authorize(s.authorize),
+		bridge.Expose(ChatPrefix+"*", bridge.Subscribe, bridge.Publish),
+		bridge.Expose("rooms.*", bridge.Request),
+		bridge.ExposeRooms("*", bridge.Join, bridge.Presence),
+	}
+	if len(origins) > 0 {
+		bopts = append(bopts, bridge.AllowOrigins(origins...))
+	}
+	br, err := bridge.New(b, bopts...)
+	if err != nil {
+		return nil, err
+	}
+	s.bridge = br
+
+	// Metrics: the bus, the bridge and the store, read when scraped, plus
+	// the Go runtime's and the process's own.
+	colOpts := []observe.CollectorOption{observe.WithBridge(br)}
+	if cfg.commits != nil {
+		colOpts = append(colOpts, observe.WithCommits(cfg.commits))
+	}
+	adminOpts := []observe.AdminOption{observe.WithBridge(br), observe.WithLogger(log)}
+	if cfg.store != nil {
+		colOpts = append(colOpts, observe.WithStore(cfg.store))
+		adminOpts = append(adminOpts, observe.WithStore(cfg.store))
+	}
+	col, err := observe.NewCollector(b, colOpts...)
+	if err != nil {
+		s.Close()
+		return nil, err
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(col, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+
+	// The admin page, behind the password.
+	if cfg.adminPassword != "" {
+		adminOpts = append(adminOpts, observe.BasicAuth("admin", cfg.adminPassword))
+	}
+	if s.admin, err = observe.NewAdmin(b, adminOpts...); err != nil {
+		s.Close()
+		return nil, err
+	}
+	s.closers = cfg.closers
+
+	mux := http.NewServeMux()
+	mux.Handle("/bus/", br)
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}))
+	if cfg.adminPassword != "" {
+		mux.Handle("/admin/", s.admin)
+	} else {
+		mux.HandleFunc("/admin/", func(w http.ResponseWriter, r *http.Request) {
+			http.Error(w, "chat: the admin page is closed; start the chat with -admin-password to open it", http.StatusForbidden)
+		})
+	}
+	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		w.Header().Set("Cache-Control", "no-cache")
+		w.Header().Set("Content-Security-Policy",
+			"default-src 'self'; script-src 'self' 'unsafe-inline'; style-src 'unsafe-inline'; connect-src "+csp)
+		w.Write(body)
+	})
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok\n") })
+	s.handler = mux
+	return s, nil
+}
+
+// failover returns the page, the sources of its connect-src and the
+// origins the bridge lets in, for the peers' pages.
+func failover(peers []string) (body []byte, csp string, origins []string, err error) {
+	if len(peers) == 0 {
+		return page, "'self'", nil, nil
+	}
+	urls := []string{"./bus/"}
+	srcs := []string{"'self'"}
+	for _, p := range peers {
+		u, err := url.Parse(p)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return nil, "", nil, fmt.Errorf("chat: failover page %q is not an http(s) URL", p)
+		}
+		ws := "ws"
+		if u.Scheme == "https" {
+			ws = "wss"
+		}
+		origin := u.Scheme + "://" + u.Host
+		urls = append(urls, u.JoinPath("bus/").String())
+		srcs = append(srcs, origin, ws+"://"+u.Host)
+		origins = append(origins, origin)
+	}
+	list, err := json.Marshal(urls) // escapes <, > and &: safe in a script element
+	if err != nil {
+		return nil, "", nil, err
+	}
+	if !bytes.Contains(page, []byte(busURLs)) {
+		return nil, "", nil, errors.New("chat: the page has no list of bridges to fill in")
+	}
+	el := `<script id="bus-urls" type="application/json">` + string(list) + `</script>`
+	body = bytes.Replace(page, []byte(busURLs), []byte(el), 1)
+	return body, strings.Join(srcs, " "), origins, nil
+}
+
+// helloAuth takes the user's chosen name from the hello's auth payload
+// ({"name":"alice"}) as the session's identity: presence shows it.
+func helloAuth(_ context.Context, _ bridge.Identity, auth json.RawMessage) (bridge.Identity, error) {
+	var a struct {
+		Name string `json:"name"`
+	}
+	if len(auth) == 0 || json.Unmarshal(auth, &a) != nil {
+		return bridge.Identity{}, errors.New(`chat: hello needs auth {"name": "..."}`)
+	}
+	name := strings.TrimSpace(a.Name)
+	if err := validName(name); err != nil {
+		return bridge.Identity{}, err
+	}
+	return bridge.Identity{ID: name}, nil
+}
+
+// validName accepts 1 to 24 letters, digits, spaces, '_' and '-'.
+func validName(name string) error {
+	if name == "" || utf8.RuneCountInString(name) > 24 {
+		return errors.New("chat: a name has 1 to 24 characters")
+	}
+	for _, r := range name {
+		switch {
+		case r == ' ' || r == '_' || r == '-':
+		case unicode.IsLetter(r), unicode.IsDigit(r):
+		default:
+			return fmt.Errorf("chat: %q is not allowed in a name", r)
+		}
+	}
+	return nil
+}
+
+// authorize lets only the members of a room read and write its topic:
+// "chat.lobby" needs the session that asks to be in the room "lobby"
+// itself; another session of the same user does not count.
+func (s *Server) authorize(ctx context.Context, id bridge.Identity, action bridge.Action, name string) error {
+	if action != bridge.Subscribe && action != bridge.Publish {
+		return nil
+	}
+	room, ok := strings.CutPrefix(name, ChatPrefix)
+	if !ok {
+		return nil
+	}
+	if sid, ok := bridge.SessionID(ctx); ok && slices.Contains(s.bus.RoomMembers(room), sid) {
+		return nil
+	}
+	return fmt.Errorf("chat: %s is not in the room %q", id.ID, room)
+}
+
+// RoomInfo is a room in the rooms.list answer.
+type RoomInfo struct {
+	Name    string `json:"name"`
+	Members int    `json:"members"`
+}
+
+// Position is a room's history end, the rooms.position answer. The epoch
+// is a string, as on the wire: it uses all 64 bits, which JavaScript
+// numbers cannot hold.
+type Position struct {
+	Room    string `json:"room"`
+	Epoch   string `json:"epoch"`
+	Seq     uint64 `json:"seq"`
+	History int    `json:"history"` // how many messages the page shows on joining
+}
+
+func (s *Server) endpoints() error {
+	list, err := bus.NewEndpoint[struct{}, []RoomInfo](s.bus, RoomsList)
+	if err != nil {
+		return err
+	}
+	if _, err := list.Handle(func(ctx context.Context, _ struct{}) ([]RoomInfo, error) {
+		out := []RoomInfo{}
+		for _, r := range s.bus.Rooms() {
+			if bus.ValidateTopic(r) != nil || strings.Contains(r, ".") {
+				continue
+			}
+			out = append(out, RoomInfo{Name: r, Members: len(s.bus.RoomMembers(r))})
+		}
+		return out, nil
+	}); err != nil {
+		return err
+	}
+	pos, err := bus.NewEndpoint[struct {
+		Room string `json:"room"`
+	}, Position](s.bus, RoomPosition)
+	if err != nil {
+		return err
+	}
+	_, err = pos.Handle(func(ctx context.Context, req struct {
+		Room string `json:"room"`
+	}) (Position, error) {
+		if err := bus.ValidateTopic(req.Room); err != nil || strings.Contains(req.Room, ".") {
+			return Position{}, fmt.Errorf("chat: bad room name %q", req.Room)
+		}
+		p, err := s.bus.Position(ctx, ChatPrefix+req.Room)
+		if err != nil {
+			return Position{}, err
+		}
+		return Position{Room: req.Room, Epoch: strconv.FormatUint(p.Epoch, 10), Seq: p.Seq, History: s.history}, nil
+	})
+	return err
+}
+
+// Handler returns the page, the bridge at /bus/, /metrics, the admin page
+// at /admin/ and /healthz.
+func (s *Server) Handler() http.Handler { return s.handler }
+
+// Shutdown tells clients to come back later (close code 1001), closes the
+// bridge, then what [CloseAfter] named.
+func (s *Server) Shutdown(ctx context.Context) error {
+	var err error
+	s.closeAdmin()
+	if s.bridge != nil {
+		err = s.bridge.Shutdown(ctx)
+		s.bridge.Close()
+	}
+	return errors.Join(err, s.closeRest())
+}
+
+// Close closes the bridge (close code 1000), then what [CloseAfter] named.
+func (s *Server) Close() error {
+	s.closeAdmin()
+	if s.bridge != nil {
+		s.bridge.Close()
+	}
+	return s.closeRest()
+}
+
+// closeAdmin closes the admin page (its own bridge to the open admin
+// pages), before the bus it reads.
+func (s *Server) closeAdmin() {
+	if s.admin != nil {
+		s.admin.Close()
+	}
+}
+
+func (s *Server) closeRest() error {
+	var errs []error
+	for _, c := range s.closers {
+		errs = append(errs, c.Close())
+	}
+	s.closers = nil
+	return errors.Join(errs...)
+}
+
+// Serve serves the chat on ln until ctx ends, then shuts down: the HTTP
+// server first (no new connections), then s. timeout bounds reading and
+// writing a plain HTTP request (0: 30 seconds).
+func Serve(ctx context.Context, ln net.Listener, s *Server, timeout time.Duration) error {
+	if timeout <= 0 {
+		timeout = 30 * time.Second
+	}
+	// The timeouts bound plain HTTP requests; a WebSocket connection is
+	// hijacked, which clears them, and the bridge runs its own heartbeat.
+	srv := &http.Server{
+		Handler:           s.Handler(),
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       timeout,
+		WriteTimeout:      timeout,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	var err error
+	select {
+	case err = <-errc:
+	case <-ctx.Done():
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	serr := srv.Shutdown(sctx)
+	if err == nil {
+		err = <-errc
+	}
+	if errors.Is(err, http.ErrServerClosed) {
+		err = nil
+	}
+	return errors.Join(err, serr, s.Shutdown(sctx))
+}
