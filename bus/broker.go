@@ -2,7 +2,9 @@ package bus
 
 import (
 	"context"
+	"encoding/binary"
 	"fmt"
+	"hash/fnv"
 	"slices"
 	"sync"
 	"time"
@@ -37,6 +39,13 @@ type Feed interface {
 	Record(topic string, r Record)
 	// Volatile delivers an at-most-once message published on another bus.
 	Volatile(topic string, r Record)
+	// Group records, in order with the records, that the bus named node
+	// has (joined) or no longer has subscriptions in queue group on
+	// pattern. A message of a topic goes to the group's members on one
+	// bus only: the same one on every bus, chosen among the buses
+	// registered at that point of the log. group "" with joined false
+	// forgets every registration of node.
+	Group(node, group, pattern string, joined bool)
 	// Presence records that member, a member of another bus, joined or left
 	// room, and publishes the [RoomEvent] on this bus. info is the member's
 	// [Member.SetInfo] on its bus.
@@ -54,6 +63,13 @@ type (
 	// info ([Member.SetInfo]).
 	PresenceBroker interface {
 		SharePresence(ctx context.Context, room, member, info string, joined bool) error
+	}
+	// GroupBroker makes queue groups cluster-wide: each message reaches
+	// one member of a group across the buses. Name is this bus's name in
+	// the Group calls of the Feed.
+	GroupBroker interface {
+		Name() string
+		ShareGroup(ctx context.Context, group, pattern string, joined bool) error
 	}
 	// RequestBroker carries requests to endpoints served on other buses.
 	// Serve offers this bus's handlers of name to the others until stop is
@@ -339,4 +355,116 @@ func (ts *topicState) shareVolatile(ctx context.Context, e *entry) error {
 		return fmt.Errorf("bus: publish %q: %w", ts.name, err)
 	}
 	return nil
+}
+
+// groupView is what a bus knows of the queue groups of every bus sharing
+// its broker: group -> registrations, in the order of the shared log.
+type groupView struct {
+	mu   sync.RWMutex
+	regs map[string]map[groupReg]struct{}
+	refs map[groupReg]int // this bus's own subscriptions per group and pattern
+}
+
+type groupReg struct{ node, group, pattern string }
+
+func (f feed) Group(node, group, pattern string, joined bool) {
+	v := &f.b.groups
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if v.regs == nil {
+		v.regs = make(map[string]map[groupReg]struct{})
+	}
+	if group == "" && !joined {
+		for g, set := range v.regs {
+			for r := range set {
+				if r.node == node {
+					delete(set, r)
+				}
+			}
+			if len(set) == 0 {
+				delete(v.regs, g)
+			}
+		}
+		return
+	}
+	r := groupReg{node, group, pattern}
+	set := v.regs[group]
+	if joined {
+		if set == nil {
+			set = make(map[groupReg]struct{})
+			v.regs[group] = set
+		}
+		set[r] = struct{}{}
+	} else {
+		delete(set, r)
+		if len(set) == 0 {
+			delete(v.regs, group)
+		}
+	}
+}
+
+// ownsGroup reports whether this bus's members of group get the message
+// seq of topic: the buses registered for the group on a matching pattern
+// are ordered by name, and the message's number picks one. While the view
+// has none (this bus's own registration not back yet), the bus keeps it.
+func (b *Bus) ownsGroup(group, topic string, seq uint64) bool {
+	gb, ok := b.cfg.broker.(GroupBroker)
+	if !ok {
+		return true
+	}
+	v := &b.groups
+	v.mu.RLock()
+	var nodes []string
+	for r := range v.regs[group] {
+		if Match(r.pattern, topic) && !slices.Contains(nodes, r.node) {
+			nodes = append(nodes, r.node)
+		}
+	}
+	v.mu.RUnlock()
+	if len(nodes) == 0 {
+		return true
+	}
+	slices.Sort(nodes)
+	h := fnv.New64a()
+	h.Write([]byte(topic))
+	var n [8]byte
+	binary.BigEndian.PutUint64(n[:], seq)
+	h.Write(n[:])
+	return nodes[h.Sum64()%uint64(len(nodes))] == gb.Name()
+}
+
+// shareGroup tells the broker about this bus's first subscription in a
+// group on a pattern (joined) or its last one ending.
+func (b *Bus) shareGroup(group, pattern string, joined bool) {
+	gb, ok := b.cfg.broker.(GroupBroker)
+	if !ok || group == "" {
+		return
+	}
+	v := &b.groups
+	r := groupReg{group: group, pattern: pattern}
+	v.mu.Lock()
+	if v.refs == nil {
+		v.refs = make(map[groupReg]int)
+	}
+	if joined {
+		v.refs[r]++
+	} else {
+		v.refs[r]--
+	}
+	n := v.refs[r]
+	if n == 0 {
+		delete(v.refs, r)
+	}
+	v.mu.Unlock()
+	if joined && n != 1 || !joined && n != 0 {
+		return
+	}
+	if !joined && b.closed() {
+		return // the broker forgets a closed bus's groups itself
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := gb.ShareGroup(ctx, group, pattern, joined); err != nil {
+		b.log.Error("bus: share queue group", "group", group, "pattern", pattern, "err", err)
+	}
 }

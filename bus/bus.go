@@ -43,6 +43,7 @@ type Bus struct {
 	members    map[string]*Member
 	remote     map[string]map[string]struct{} // room -> members of other buses (with a broker)
 	remoteInfo map[string]string              // member of another bus -> its info
+	groups     groupView                      // queue groups of every bus (with a broker)
 }
 
 // New returns a running bus. With no options it keeps everything in memory:

@@ -101,6 +101,9 @@ func (b *Bus) subscribe(pattern string, ts *topicState, deliver func(context.Con
 	if m := cfg.owner; m != nil && !m.own(s) {
 		s.end(ErrMemberRemoved)
 	}
+	if b.cfg.broker != nil {
+		b.shareGroup(cfg.group, pattern, true)
+	}
 	return s, nil
 }
 
@@ -294,6 +297,9 @@ func (s *Subscription) detach() {
 	b.mu.Unlock()
 	if m := s.cfg.owner; m != nil {
 		m.disown(s)
+	}
+	if b.cfg.broker != nil {
+		b.shareGroup(s.cfg.group, s.pattern, false)
 	}
 	if s.cfg.onEnd != nil {
 		s.cfg.onEnd(s.Err())

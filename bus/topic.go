@@ -474,6 +474,9 @@ func (ts *topicState) dispatch(e *entry, volatile bool) {
 		}
 	}
 	for _, g := range ms.groups {
+		if ts.b.cfg.broker != nil && (ts.persisted || volatile && !reserved(ts.name)) && !ts.b.ownsGroup(g.name, ts.name, e.seq) {
+			continue
+		}
 		if s := g.pick(md); s != nil {
 			s.enqueue(e, volatile)
 		}

@@ -83,6 +83,8 @@ type Node struct {
 	cc     jetstream.ConsumeContext
 	seen   map[string]time.Time // other nodes' last heartbeat
 	gone   map[string]bool      // nodes whose members were removed
+	silent map[string]bool      // nodes whose queue groups were forgotten
+	mine   map[[2]string]bool   // this node's queue groups: group, pattern
 	closed bool
 }
 
@@ -143,6 +145,7 @@ func New(ctx context.Context, nc *nats.Conn, cfg Config) (*Node, error) {
 		topics: make(map[string]*topicLog),
 		seen:   make(map[string]time.Time),
 		gone:   make(map[string]bool),
+		silent: make(map[string]bool),
 	}
 	if n.log == nil {
 		n.log = slog.New(slog.DiscardHandler)
@@ -172,7 +175,7 @@ func (n *Node) setup(ctx context.Context) error {
 	ep[0] |= 1
 	sc := jetstream.StreamConfig{
 		Name:        n.cfg.Stream,
-		Subjects:    []string{n.subj + ">"},
+		Subjects:    []string{n.subj + ">", n.gsubj()},
 		Storage:     jetstream.FileStorage,
 		Replicas:    n.cfg.Replicas,
 		MaxAge:      n.cfg.MaxAge,
@@ -236,9 +239,18 @@ func (n *Node) Attach(f bus.Feed) error {
 	defer cancel()
 	// Members this node had before a restart are gone with it.
 	n.dropMembers(ctx, n.cfg.Name)
+	// The queue groups registered so far, then everything after them.
+	from, err := n.loadGroups(ctx)
+	if err != nil {
+		return err
+	}
+	if err := n.publishGroup(ctx, n.cfg.Name, "", "", false); err != nil {
+		return err
+	}
 	cons, err := n.js.OrderedConsumer(ctx, n.cfg.Stream, jetstream.OrderedConsumerConfig{
-		FilterSubjects: []string{n.subj + ">"},
-		DeliverPolicy:  jetstream.DeliverNewPolicy,
+		FilterSubjects: []string{n.subj + ">", n.gsubj()},
+		DeliverPolicy:  jetstream.DeliverByStartSequencePolicy,
+		OptStartSeq:    from,
 	})
 	if err != nil {
 		return fmt.Errorf("%w: %v", ErrUnavailable, err)
@@ -291,6 +303,12 @@ func (n *Node) Close() error {
 		return nil
 	}
 	n.closed = true
+	if n.feed != nil {
+		// This node's queue groups go with it.
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		n.publishGroup(ctx, n.cfg.Name, "", "", false)
+		cancel()
+	}
 	subs, cc := n.subs, n.cc
 	n.subs, n.cc = nil, nil
 	n.mu.Unlock()
@@ -319,6 +337,10 @@ type recordMeta struct {
 }
 
 func (n *Node) subject(topic string) string { return n.subj + topic }
+
+// gsubj is the subject of queue-group registrations, in the stream so
+// that every node applies them at the same point of the log.
+func (n *Node) gsubj() string { return n.cfg.Prefix + ".g" }
 
 func (n *Node) log_(topic string) *topicLog {
 	n.mu.Lock()
@@ -641,6 +663,10 @@ func (n *Node) DeleteConsumer(ctx context.Context, topic, name string) error {
 // ---- receiving
 
 func (n *Node) onRecord(m jetstream.Msg) {
+	if m.Subject() == n.gsubj() {
+		n.onGroup(m.Headers(), true)
+		return
+	}
 	topic, ok := strings.CutPrefix(m.Subject(), n.subj)
 	if !ok {
 		return
@@ -763,15 +789,29 @@ func (n *Node) beat() {
 		case <-t.C:
 		}
 		now := time.Now()
-		var dead []string
+		var dead, silent []string
 		n.mu.Lock()
 		for name, at := range n.seen {
+			if now.Sub(at) > 3*n.cfg.Heartbeat && !n.silent[name] {
+				n.silent[name] = true
+				silent = append(silent, name)
+			}
 			if now.Sub(at) > n.cfg.MemberGrace+3*n.cfg.Heartbeat && !n.gone[name] {
 				n.gone[name] = true
 				dead = append(dead, name)
 			}
 		}
 		n.mu.Unlock()
+		for _, name := range silent {
+			// A silent node's queue groups get nothing more: the others
+			// share its part. Every node says so; saying it twice is
+			// harmless.
+			ctx, cancel := context.WithTimeout(n.ctx, n.cfg.Timeout)
+			if err := n.publishGroup(ctx, name, "", "", false); err != nil {
+				n.log.Warn("cluster: forget the groups of a silent node", "node", name, "err", err)
+			}
+			cancel()
+		}
 		for _, name := range dead {
 			ctx, cancel := context.WithTimeout(n.ctx, n.cfg.Timeout)
 			n.dropMembers(ctx, name)
@@ -788,6 +828,7 @@ func (n *Node) onBeat(m *nats.Msg) {
 	n.mu.Lock()
 	n.seen[name] = time.Now()
 	delete(n.gone, name)
+	delete(n.silent, name)
 	n.mu.Unlock()
 }
 
@@ -848,6 +889,9 @@ func (n *Node) Serve(name string, h func(ctx context.Context, data []byte) ([]by
 	if err != nil {
 		return nil, n.wrap(err)
 	}
+	// Make the server know it before Handle returns; other servers learn
+	// it through their routes, within moments.
+	n.nc.Flush()
 	return func() {
 		s.Unsubscribe()
 		wg.Wait()
@@ -889,4 +933,104 @@ var (
 	_ bus.VolatileBroker = (*Node)(nil)
 	_ bus.PresenceBroker = (*Node)(nil)
 	_ bus.RequestBroker  = (*Node)(nil)
+	_ bus.GroupBroker    = (*Node)(nil)
 )
+
+// ---- queue groups
+
+const (
+	hGroup   = "Courier-Group"
+	hPattern = "Courier-Pattern"
+	hJoined  = "Courier-Joined"
+	hBy      = "Courier-By"
+)
+
+// ShareGroup implements [bus.GroupBroker].
+func (n *Node) ShareGroup(ctx context.Context, group, pattern string, joined bool) error {
+	n.mu.Lock()
+	if n.mine == nil {
+		n.mine = make(map[[2]string]bool)
+	}
+	if joined {
+		n.mine[[2]string{group, pattern}] = true
+	} else {
+		delete(n.mine, [2]string{group, pattern})
+	}
+	n.mu.Unlock()
+	return n.publishGroup(ctx, n.cfg.Name, group, pattern, joined)
+}
+
+func (n *Node) publishGroup(ctx context.Context, node, group, pattern string, joined bool) error {
+	ctx, cancel := n.bounded(ctx)
+	defer cancel()
+	m := nats.NewMsg(n.gsubj())
+	m.Header.Set(hNode, node)
+	m.Header.Set(hBy, n.cfg.Name)
+	m.Header.Set(hGroup, group)
+	m.Header.Set(hPattern, pattern)
+	if joined {
+		m.Header.Set(hJoined, "1")
+	}
+	if _, err := n.js.PublishMsg(ctx, m); err != nil {
+		return fmt.Errorf("cluster: queue group %q: %w", group, n.wrap(err))
+	}
+	return nil
+}
+
+// onGroup hands a registration to the feed; live is false while Attach
+// replays the old ones.
+func (n *Node) onGroup(h nats.Header, live bool) {
+	node, group := h.Get(hNode), h.Get(hGroup)
+	n.feed.Group(node, group, h.Get(hPattern), h.Get(hJoined) == "1")
+	if !live || node != n.cfg.Name || group != "" || h.Get(hBy) == n.cfg.Name {
+		return
+	}
+	// Another node took this one for gone (it was silent too long): say
+	// again which groups it serves.
+	n.mu.Lock()
+	var again [][2]string
+	for g := range n.mine {
+		again = append(again, g)
+	}
+	closed := n.closed
+	if !closed {
+		n.wg.Add(1)
+	}
+	n.mu.Unlock()
+	if closed {
+		return
+	}
+	go func() {
+		defer n.wg.Done()
+		for _, g := range again {
+			if err := n.publishGroup(n.ctx, n.cfg.Name, g[0], g[1], true); err != nil {
+				n.log.Warn("cluster: register queue group again", "group", g[0], "err", err)
+			}
+		}
+	}()
+}
+
+// loadGroups hands the feed every queue-group registration in the stream
+// and returns the stream sequence to continue from.
+func (n *Node) loadGroups(ctx context.Context) (uint64, error) {
+	info, err := n.st.Info(ctx)
+	if err != nil {
+		return 0, n.wrap(err)
+	}
+	last := info.State.LastSeq
+	for at := uint64(1); at <= last; {
+		m, err := n.st.GetMsg(ctx, at, jetstream.WithGetMsgSubject(n.gsubj()))
+		if errors.Is(err, jetstream.ErrMsgNotFound) {
+			break
+		}
+		if err != nil {
+			return 0, n.wrap(err)
+		}
+		if m.Sequence > last {
+			break
+		}
+		n.onGroup(m.Header, false)
+		at = m.Sequence + 1
+	}
+	return last + 1, nil
+}
