@@ -261,3 +261,165 @@ func TestDurableAcrossNodes(t *testing.T) {
 		}
 	}
 }
+
+// The members of a node that stops without leaving leave their rooms on
+// the other nodes once the node has been silent for MemberGrace.
+func TestMembersOfAStoppedNodeLeave(t *testing.T) {
+	tc := newCluster(t, 3, cluster.Config{Heartbeat: 100 * time.Millisecond, MemberGrace: time.Second})
+	ctx := ctxT(t)
+	var mu sync.Mutex
+	var left []string
+	if _, err := tc.bus(1).Subscribe(bus.RoomTopic("lobby"), func(_ context.Context, m bus.Message[any]) error {
+		if ev := m.Value.(bus.RoomEvent); !ev.Joined {
+			mu.Lock()
+			left = append(left, ev.Member)
+			mu.Unlock()
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 2 {
+		m, err := tc.bus(i).Member(fmt.Sprintf("m%d", i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := m.Join(ctx, "lobby"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	eventually(t, "node C lists both", func() bool {
+		return slices.Equal(tc.bus(2).RoomMembers("lobby"), []string{"m0", "m1"})
+	})
+	time.Sleep(300 * time.Millisecond) // node A has beaten: the others know it
+	tc.stopNode(0)                     // closes without leaving: as if it died
+	for _, i := range []int{1, 2} {
+		eventually(t, fmt.Sprintf("node %d lists m1 only", i), func() bool {
+			return slices.Equal(tc.bus(i).RoomMembers("lobby"), []string{"m1"})
+		})
+	}
+	eventually(t, "node B saw m0 leave", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return slices.Equal(left, []string{"m0"})
+	})
+}
+
+// A publisher id is remembered across the cluster: the same id published
+// on two nodes is one message.
+func TestDedupeAcrossNodes(t *testing.T) {
+	tc := newCluster(t, 3, cluster.Config{})
+	ctx := ctxT(t)
+	a, _ := bus.NewTopic[string](tc.bus(0), "pay.in")
+	b, _ := bus.NewTopic[string](tc.bus(1), "pay.in")
+	s1, err := a.Publish(ctx, "once", bus.PublisherID("pay-42"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s2, err := b.Publish(ctx, "once", bus.PublisherID("pay-42"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s3, err := b.Publish(ctx, "other", bus.PublisherID("pay-43"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s1 != s2 || s3 != s1+1 {
+		t.Fatalf("seqs %d, %d, %d: want the second publish of pay-42 to be the first", s1, s2, s3)
+	}
+}
+
+// Volatile publishes cross nodes, at most once.
+func TestVolatileAcrossNodes(t *testing.T) {
+	tc := newCluster(t, 3, cluster.Config{})
+	ctx := ctxT(t)
+	var mu sync.Mutex
+	var got []string
+	tp, _ := bus.NewTopic[string](tc.bus(0), "typing.lobby")
+	if _, err := tp.Subscribe(func(_ context.Context, m bus.Message[string]) error {
+		mu.Lock()
+		got = append(got, m.Value)
+		mu.Unlock()
+		return nil
+	}, bus.Volatile()); err != nil {
+		t.Fatal(err)
+	}
+	pub, _ := bus.NewTopic[string](tc.bus(1), "typing.lobby")
+	eventually(t, "a volatile publish on node B reaches node A", func() bool {
+		if _, err := pub.Publish(ctx, "alice is typing", bus.Volatile()); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(20 * time.Millisecond)
+		mu.Lock()
+		defer mu.Unlock()
+		return len(got) > 0
+	})
+	mu.Lock()
+	defer mu.Unlock()
+	if got[0] != "alice is typing" {
+		t.Fatalf("got %q", got)
+	}
+}
+
+// History older than a node's ring is read from the shared log, from any
+// node, by sequence number and by time.
+func TestHistoryFromTheSharedLog(t *testing.T) {
+	tc := newCluster(t, 3, cluster.Config{}, bus.History(8, 0))
+	ctx := ctxT(t)
+	pub, _ := bus.NewTopic[int](tc.bus(0), "audit.log")
+	var mid time.Time
+	for k := 1; k <= 60; k++ {
+		if k == 31 {
+			time.Sleep(20 * time.Millisecond)
+			mid = time.Now()
+			time.Sleep(20 * time.Millisecond)
+		}
+		if _, err := pub.Publish(ctx, k); err != nil {
+			t.Fatal(err)
+		}
+	}
+	tp, _ := bus.NewTopic[int](tc.bus(1), "audit.log")
+	msgs, err := tp.Read(ctx, 5, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(msgs) != 10 || msgs[0].Value != 5 || msgs[9].Value != 14 || msgs[0].Seq() != 5 {
+		t.Fatalf("Read(5, 10) on node B: %d messages, first %v", len(msgs), msgs)
+	}
+	for _, tc := range []struct {
+		name  string
+		start bus.SubscribeOption
+		first int
+	}{
+		{"first", bus.StartFirst(), 1},
+		{"seq", bus.StartSeq(17), 17},
+		{"time", bus.StartTime(mid), 31},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var mu sync.Mutex
+			var got []int
+			s, err := tp.Subscribe(func(_ context.Context, m bus.Message[int]) error {
+				mu.Lock()
+				got = append(got, m.Value)
+				mu.Unlock()
+				return nil
+			}, tc.start)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer s.Unsubscribe()
+			eventually(t, "history up to 60", func() bool {
+				mu.Lock()
+				defer mu.Unlock()
+				return len(got) > 0 && got[len(got)-1] == 60
+			})
+			mu.Lock()
+			defer mu.Unlock()
+			for i, v := range got {
+				if v != tc.first+i {
+					t.Fatalf("got %v, want %d..60", got, tc.first)
+				}
+			}
+		})
+	}
+}
