@@ -21,6 +21,14 @@
 // Figures are meant to be read as ratios to the baseline measured in the
 // same run: the machines these run on are shared and noisy.
 //
+// # Soak
+//
+// [Soak] holds thousands of bridge connections under a steady publish
+// load, with the server in a child process, and checks that the server's
+// resident set stays flat and its goroutines come back once every client
+// has left; bench/cmd/soak runs it (10 minutes, 5000 connections by
+// default) and TestSoak runs it for 30 seconds with 600 connections.
+//
 // # Go benchmarks
 //
 // The same scenarios run as Go benchmarks, with sub-benchmark names that
