@@ -21,6 +21,13 @@
 //     protocol of docs/protocol.md: sessions that resume after a dropped
 //     connection, rooms, acks, requests in both directions, limits and
 //     authorization hooks.
+//   - [github.com/courierbus/courier/cluster]: a bus.Broker on NATS
+//     JetStream. Several processes share topics, rooms, presence, queue
+//     groups, requests and durable consumers, with positions that mean the
+//     same on every node, so a client may reconnect to any of them
+//     (docs/cluster.md). One process needs none of it.
+//   - [github.com/courierbus/courier/observe]: a Prometheus collector and an
+//     admin page over the bridge.
 //
 // # A tour in twenty lines
 //
