@@ -105,6 +105,9 @@ func (f feed) Record(topic string, r Record) {
 		b.log.Error("bus: broker record for an unusable topic", "topic", topic, "err", err)
 		return
 	}
+	if !ts.persisted {
+		return // made Ephemeral here: this node keeps it to itself
+	}
 	e, err := ts.recordEntry(&r)
 	if err != nil {
 		b.log.Error("bus: broker record does not decode", "topic", topic, "seq", r.Seq, "err", err)

@@ -466,7 +466,8 @@ func (n *Node) Append(ctx context.Context, topic string, r bus.Record) (uint64, 
 	}
 	var opts []jetstream.PublishOpt
 	if r.PublisherID != "" {
-		opts = append(opts, jetstream.WithMsgID(r.PublisherID))
+		// JetStream remembers ids per stream; the bus, per topic.
+		opts = append(opts, jetstream.WithMsgID(topic+" "+r.PublisherID))
 	}
 	for {
 		if !l.known {

@@ -327,6 +327,11 @@ func TestDedupeAcrossNodes(t *testing.T) {
 	if s1 != s2 || s3 != s1+1 {
 		t.Fatalf("seqs %d, %d, %d: want the second publish of pay-42 to be the first", s1, s2, s3)
 	}
+	// Ids are per topic, as on one bus.
+	other, _ := bus.NewTopic[string](tc.bus(1), "pay.out")
+	if s, err := other.Publish(ctx, "once", bus.PublisherID("pay-42")); err != nil || s != 1 {
+		t.Fatalf("pay-42 on another topic: seq %d, %v; want a message of its own", s, err)
+	}
 }
 
 // Volatile publishes cross nodes, at most once.
