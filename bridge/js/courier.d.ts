@@ -255,14 +255,16 @@ export class Client {
  * and returns the client at once; it connects in the background.
  *
  * Failover: url may be a list, the bridges of the nodes of a cluster (package
- * cluster). The client starts with the first; each reconnect attempt, after a
- * dropped connection or a failed attempt, goes to the next one, round robin,
- * with the same backoff as with one URL. A session lives in one node, so on
- * another node the welcome says resumed: false, and the client joins its rooms
- * again and subscribes to exact topics from the last positions it handled
- * (start 'after'), which mean the same on every node: nothing is lost or
- * handled twice. Every URL must be a bridge of the same cluster, and each
- * bridge must allow the page's origin (bridge.AllowOrigins).
+ * cluster). The client starts with the first and moves to the next one, round
+ * robin, with the same backoff as with one URL, after an attempt that fails
+ * and when the server closes its bridge (close code 1000 or 1001); any other
+ * drop is retried on the same URL first, where the session may be resumed. A
+ * session lives in one node, so on another node the welcome says resumed:
+ * false, and the client joins its rooms again and subscribes to exact topics
+ * from the last positions it handled (start 'after'), which mean the same on
+ * every node: nothing is lost or handled twice. Every URL must be a bridge of
+ * the same cluster, and each bridge must allow the page's origin
+ * (bridge.AllowOrigins).
  *
  *   connect(['wss://a.example.com/bus/', 'wss://b.example.com/bus/'], { auth })
  */

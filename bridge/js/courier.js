@@ -10,7 +10,8 @@
 // The client reconnects by itself with exponential backoff and jitter and
 // resumes its session with the server's resume token: subscriptions, rooms
 // and unacknowledged messages come back. Given several URLs (the bridges of
-// the nodes of a cluster), it fails over: each attempt goes to the next URL,
+// the nodes of a cluster), it fails over: after an attempt that fails, or
+// when the server closes its bridge, the next attempt goes to the next URL,
 // round robin; on another node the session is new, and the client joins its
 // rooms again and subscribes from the last positions it handled. While it is offline, publishes are
 // buffered (up to `buffer`, volatile ones are dropped) and sent in order
@@ -97,8 +98,10 @@ const noop = () => {};
  * relative to the page; by default the bridge that served this module) and
  * returns the client at once; it connects in the background. url may be an
  * array of such URLs, the bridges of a cluster's nodes: the client starts
- * with the first, and each reconnect attempt goes to the next one, round
- * robin.
+ * with the first and moves to the next one, round robin, after an attempt
+ * that fails and when the server closes its bridge (close code 1000 or
+ * 1001). Other drops (a network failure, a dead connection) are retried on
+ * the same URL first, to resume the session there.
  */
 export function connect(url, options) {
   return new Client(url, options || {});
@@ -478,7 +481,7 @@ export class Client {
       ws = new this._WS(this.url);
     } catch (e) {
       this._emit('error', new CourierError('connect', String(e && e.message || e)));
-      this._scheduleRetry();
+      this._scheduleRetry(true);
       return;
     }
     this._ws = ws;
@@ -618,15 +621,19 @@ export class Client {
       this._setState('offline');
       return;
     }
-    this._scheduleRetry();
+    // With several URLs, the next attempt goes to the next one when this
+    // one failed (it may be a node that is down) or when the server closed
+    // its bridge (its sessions end); after any other drop the session may
+    // still be there to resume, so the same URL comes first.
+    this._scheduleRetry(!wasWelcomed || code === 1000 || code === 1001);
   }
 
-  _scheduleRetry() {
+  _scheduleRetry(next) {
     this._clearRetry();
-    // The next attempt goes to the next URL: the one that failed or
-    // dropped may be a node that went away.
-    this._urlIndex = (this._urlIndex + 1) % this.urls.length;
-    this.url = this.urls[this._urlIndex];
+    if (next) {
+      this._urlIndex = (this._urlIndex + 1) % this.urls.length;
+      this.url = this.urls[this._urlIndex];
+    }
     const base = Math.min(this._opts.minBackoff * 2 ** this._attempt, this._opts.maxBackoff);
     const wait = base * (0.5 + Math.random()); // ±50%
     this._attempt++;

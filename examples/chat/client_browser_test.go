@@ -565,10 +565,11 @@ return { log: c.log.map((e) => [e[0], e[2] && e[2].code, e[2] && e[2].resumed]),
 }
 
 // TestClientFailover: a client given several URLs starts with the first
-// that answers, trying them in turn, and when its server goes away it moves
-// to the next one by itself: a new session there, its rooms joined again
-// and its subscriptions resumed from the last positions it handled, so
-// nothing published meanwhile is lost or handled twice. The two bridges
+// that answers, trying them in turn. A dropped connection is retried on the
+// same server, which resumes the session; when its server goes away it
+// moves to the next one by itself: a new session there, its rooms joined
+// again and its subscriptions resumed from the last positions it handled,
+// so nothing published meanwhile is lost or handled twice. The two bridges
 // share one bus, as the nodes of a cluster share their topics.
 func TestClientFailover(t *testing.T) {
 	browser := startBrowser(t)
@@ -631,22 +632,34 @@ return { urls: f.urls, connect: f.connects, got: f.got, session: f.session };`)
 	}
 	first := r.Session
 
+	// The host drops the connection (close code 4009): the client comes
+	// back to the same server and resumes its session.
+	if err := s.br.Load().Disconnect(first); err != nil {
+		t.Fatal(err)
+	}
+	s.publish("t.f", "m2")
+	r = script[result](p, `
+await until(() => f.connects.length === 2 && f.got.length === 2, 'the same server again and m2');
+return { urls: f.urls, connect: f.connects, got: f.got, session: f.session };`)
+	if r.Connect[1]["url"] != r.URLs[1] || r.Connect[1]["resumed"] != true || r.Session != first {
+		t.Errorf("connects %v, session %q: want the second to %s, resuming %q", r.Connect, r.Session, r.URLs[1], first)
+	}
+
 	// The first server goes away; what is published meanwhile waits in the
 	// topic's history.
 	s.srv.CloseClientConnections()
 	s.br.Load().Close()
 	s.srv.Close()
-	s.publish("t.f", "m2")
 	s.publish("t.f", "m3")
 	r = script[result](p, `
-await until(() => f.connects.length === 2 && f.got.length === 3, 'the other server and m2, m3');
+await until(() => f.connects.length === 3 && f.got.length === 3, 'the other server and m3');
 await f.publish('t.f', 'm4');
 await until(() => f.got.length === 4, 'm4');
 await sleep(300); // nothing more arrives
 const members = (await f.presence('r1')).map((m) => m.member);
 return { urls: f.urls, connect: f.connects, got: f.got, session: f.session, members, pending: f._pending.size };`)
-	if len(r.Connect) != 2 || r.Connect[1]["url"] != r.URLs[2] || r.Connect[1]["resumed"] != false {
-		t.Errorf("connects %v, want the second to %s, not resumed", r.Connect, r.URLs[2])
+	if len(r.Connect) != 3 || r.Connect[2]["url"] != r.URLs[2] || r.Connect[2]["resumed"] != false {
+		t.Errorf("connects %v, want the third to %s, not resumed", r.Connect, r.URLs[2])
 	}
 	if got := strings.Join(r.Got, ","); got != "m1,m2,m3,m4" {
 		t.Errorf("got %s, want m1,m2,m3,m4: each once, in order", got)
