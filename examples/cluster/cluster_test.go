@@ -1,0 +1,198 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/courierbus/courier/bridge/client"
+	"github.com/courierbus/courier/examples/internal/chatapp"
+)
+
+// startCluster starts the NATS servers and three chat nodes on 127.0.0.1,
+// stopped when the test ends.
+func startCluster(t *testing.T) *chatCluster {
+	t.Helper()
+	c, err := start(config{addrs: []string{"127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0"}, dataDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := c.Close(); err != nil {
+			t.Errorf("close: %v", err)
+		}
+	})
+	return c
+}
+
+func get(t *testing.T, url string) (*http.Response, string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp, string(body)
+}
+
+// TestRun: run prints the three nodes' URLs, each page lists its own
+// bridge and then the next nodes', and SIGINT's context ending stops it.
+func TestRun(t *testing.T) {
+	pr, pw := io.Pipe()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() {
+		done <- run(ctx, config{addrs: []string{"127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0"}, dataDir: t.TempDir()}, pw)
+		pw.Close()
+	}()
+	sc := bufio.NewScanner(pr)
+	var urls []string
+	for len(urls) < 3 && sc.Scan() {
+		if _, u, ok := strings.Cut(sc.Text(), ": open "); ok {
+			urls = append(urls, u)
+		}
+	}
+	go io.Copy(io.Discard, pr)
+	if len(urls) != 3 {
+		cancel()
+		<-done
+		t.Fatalf("run printed %d URLs, want 3: %v", len(urls), urls)
+	}
+	for i, u := range urls {
+		if !strings.HasPrefix(u, "http://127.0.0.1:") {
+			t.Errorf("node %d: URL %q, want http://127.0.0.1:port/", i, u)
+		}
+		resp, body := get(t, u)
+		want := `["./bus/","` + urls[(i+1)%3] + `bus/","` + urls[(i+2)%3] + `bus/"]`
+		if resp.StatusCode != http.StatusOK || !strings.Contains(body, want) {
+			t.Errorf("GET %s: %d, want a page listing %s", u, resp.StatusCode, want)
+		}
+		next := strings.TrimSuffix(strings.TrimPrefix(urls[(i+1)%3], "http://"), "/")
+		if csp := resp.Header.Get("Content-Security-Policy"); !strings.Contains(csp, "ws://"+next+" ") {
+			t.Errorf("GET %s: Content-Security-Policy %q does not let the page connect to %s", u, csp, next)
+		}
+	}
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("run: %v", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("run did not return within 30s of its context ending")
+	}
+}
+
+// user is a Go client of the chat on one node.
+type user struct {
+	c    *client.Client
+	mu   sync.Mutex
+	got  []string // "from: text"
+	wake chan struct{}
+}
+
+func dial(t *testing.T, ctx context.Context, page, name string) *user {
+	t.Helper()
+	ws := "ws://" + strings.TrimPrefix(page, "http://") + "bus/"
+	c, err := client.Dial(ctx, ws, client.WithAuth(map[string]string{"name": name}),
+		client.WithHeader(http.Header{"Origin": {strings.TrimSuffix(page, "/")}}))
+	if err != nil {
+		t.Fatalf("dial %s as %s: %v", ws, name, err)
+	}
+	t.Cleanup(func() { c.Close() })
+	u := &user{c: c, wake: make(chan struct{}, 1)}
+	if err := c.Join(ctx, "lobby"); err != nil {
+		t.Fatalf("%s joins the lobby: %v", name, err)
+	}
+	_, err = c.Subscribe(ctx, chatapp.ChatPrefix+"lobby", func(_ context.Context, m *client.Message) error {
+		var data struct {
+			Text string `json:"text"`
+		}
+		if err := json.Unmarshal(m.Data, &data); err != nil {
+			return err
+		}
+		u.mu.Lock()
+		u.got = append(u.got, m.Headers[client.HeaderUser]+": "+data.Text)
+		u.mu.Unlock()
+		select {
+		case u.wake <- struct{}{}:
+		default:
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("%s subscribes to the lobby: %v", name, err)
+	}
+	return u
+}
+
+func (u *user) say(t *testing.T, ctx context.Context, text string) {
+	t.Helper()
+	if _, err := u.c.Publish(ctx, chatapp.ChatPrefix+"lobby", map[string]string{"text": text}, client.WithAck()); err != nil {
+		t.Fatalf("say %q: %v", text, err)
+	}
+}
+
+// waitFor waits until the user got n messages and returns them.
+func (u *user) waitFor(t *testing.T, ctx context.Context, n int) []string {
+	t.Helper()
+	for {
+		u.mu.Lock()
+		got := slices.Clone(u.got)
+		u.mu.Unlock()
+		if len(got) >= n {
+			return got
+		}
+		select {
+		case <-u.wake:
+		case <-ctx.Done():
+			t.Fatalf("got %v, want %d messages", got, n)
+		}
+	}
+}
+
+// TestChatAcrossNodes: users on two nodes chat in one room and see each
+// other in its members; the third node lists the room.
+func TestChatAcrossNodes(t *testing.T) {
+	c := startCluster(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	alice := dial(t, ctx, c.nodes[0].url, "alice")
+	bob := dial(t, ctx, c.nodes[1].url, "bob")
+	alice.say(t, ctx, "hi from A")
+	bob.waitFor(t, ctx, 1)
+	bob.say(t, ctx, "hi from B")
+	want := "alice: hi from A|bob: hi from B"
+	for name, u := range map[string]*user{"alice": alice, "bob": bob} {
+		if got := strings.Join(u.waitFor(t, ctx, 2), "|"); got != want {
+			t.Errorf("%s got %s, want %s", name, got, want)
+		}
+	}
+	members, err := alice.c.Presence(ctx, "lobby")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var users []string
+	for _, m := range members {
+		users = append(users, m.User)
+	}
+	slices.Sort(users)
+	if strings.Join(users, ",") != "alice,bob" {
+		t.Errorf("the lobby's members seen from node A: %v, want alice and bob", users)
+	}
+}
