@@ -58,7 +58,7 @@ func newFanoutBench(tb testing.TB, n int, volatile bool, nmsgs int) *fanoutBench
 		c := newConn(br, Identity{}, "")
 		w := &instantWriter{c: c}
 		c.w = w
-		s, err := br.newSession(c, Identity{})
+		s, err := br.newSession(c, Identity{}, "")
 		if err != nil {
 			tb.Fatal(err)
 		}

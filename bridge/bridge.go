@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -95,8 +96,15 @@ func New(b *bus.Bus, opts ...Option) (*Bridge, error) {
 	if cfg.namespace != "" {
 		br.ns = cfg.namespace + "."
 	}
-	if _, err := rand.Read(br.key[:]); err != nil {
-		return nil, fmt.Errorf("bridge: resume key: %w", err)
+	switch {
+	case cfg.sessionKey != nil && len(cfg.sessionKey) < 16:
+		return nil, errors.New("bridge: SessionKey needs at least 16 bytes")
+	case cfg.sessionKey != nil:
+		br.key = sha256.Sum256(cfg.sessionKey)
+	default:
+		if _, err := rand.Read(br.key[:]); err != nil {
+			return nil, fmt.Errorf("bridge: resume key: %w", err)
+		}
 	}
 	br.ctx, br.stop = context.WithCancel(context.Background())
 	br.clock0 = time.Now()

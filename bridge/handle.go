@@ -226,11 +226,15 @@ func (c *conn) handleHello(f *wire.Frame) {
 	}
 	var s *session
 	var lost map[*csub]bool
+	var adopt string // a valid token of a session another node of the cluster made
 	if f.Resume != "" {
 		if sid, ok := b.checkToken(f.Resume, ident.ID); ok {
 			if s = b.session(sid); s != nil && s.ident.ID == ident.ID {
 				lost = s.uncovered()
 			} else {
+				if s == nil && b.cfg.sessionKey != nil {
+					adopt = sid
+				}
 				s = nil
 			}
 		}
@@ -257,7 +261,7 @@ func (c *conn) handleHello(f *wire.Frame) {
 	}
 	if !resumed {
 		var err error
-		if s, err = b.newSession(c, ident); err != nil {
+		if s, err = b.newSession(c, ident, adopt); err != nil {
 			c.fail(f.ID, codeOf(err, wire.CodeInternal), errText(err))
 			c.closeAfter(wire.CloseInternal, "internal")
 			return

@@ -65,6 +65,7 @@ type exposure struct {
 }
 
 type config struct {
+	sessionKey   []byte
 	namespace    string
 	logger       *slog.Logger
 	authenticate func(*http.Request) (Identity, error)
@@ -316,6 +317,19 @@ func ExposeRooms(pattern string, actions ...Action) Option {
 // Host is allowed (and requests without an Origin header, which browsers
 // always send).
 func AllowOrigins(origins ...string) Option { return originsOpt{origins} }
+
+// SessionKey makes the bridge's resume tokens from key instead of a random
+// key of its own. The bridges of a cluster (package cluster), given the
+// same secret key, honour each other's tokens: a client whose node went
+// away presents its token to another node and keeps its session id — its
+// member id in rooms and presence — with its identity. That node has none
+// of the session's state, so the welcome says "resumed":false and the
+// client makes its rooms and subscriptions again from the positions it
+// handled (the clients do so by themselves). Keep the key secret: with it,
+// anyone can make tokens. At least 16 bytes.
+func SessionKey(key []byte) Option {
+	return optFunc(func(c *config) { c.sessionKey = append([]byte(nil), key...) })
+}
 
 // ResumeWindow sets how long a session outlives its connection, waiting
 // for the client to resume it. Default 2 minutes; 0 ends sessions with

@@ -74,8 +74,12 @@ type delivery struct {
 	attempt int
 }
 
-func (b *Bridge) newSession(c *conn, id Identity) (*session, error) {
-	sid := newID()
+// newSession makes a session for identity id: with a new session id, or
+// sid, the id of a session another bridge sharing the SessionKey made.
+func (b *Bridge) newSession(c *conn, id Identity, sid string) (*session, error) {
+	if sid == "" {
+		sid = newID()
+	}
 	m, err := b.bus.Member(sid)
 	if err != nil {
 		return nil, err
@@ -83,6 +87,12 @@ func (b *Bridge) newSession(c *conn, id Identity) (*session, error) {
 	m.SetInfo(id.ID) // presence shows the user, on every node of a cluster
 	s := &session{b: b, id: sid, ident: id, member: m, token: b.token(sid, id.ID)}
 	b.mu.Lock()
+	if b.sessions[sid] != nil {
+		// Two connections adopting one token at once: the second gets a
+		// session of its own.
+		b.mu.Unlock()
+		return b.newSession(c, id, "")
+	}
 	b.sessions[sid] = s
 	b.mu.Unlock()
 	return s, nil

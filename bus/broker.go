@@ -155,6 +155,13 @@ func (f feed) Presence(room, member, info string, joined bool) {
 		b.roomMu.Unlock()
 		return
 	}
+	// A member of this bus with the same id (a session another node made,
+	// taken over here) is in the room whatever the other bus says: no
+	// event then.
+	here := false
+	if m := b.members[member]; m != nil {
+		here = m.inAny([]string{room})
+	}
 	if joined {
 		if set == nil {
 			set = make(map[string]struct{})
@@ -172,9 +179,23 @@ func (f feed) Presence(room, member, info string, joined bool) {
 		}
 	}
 	b.roomMu.Unlock()
+	if here {
+		return
+	}
 	if err := publishOne(context.Background(), b, RoomTopic(room), RoomEvent{Room: room, Member: member, Joined: joined, Info: info}, Ephemeral()); err != nil && b.ctx.Err() == nil {
 		b.log.Error("bus: room event", "room", room, "err", err)
 	}
+}
+
+// remoteIn reports whether another bus has a member with this id in room.
+func (b *Bus) remoteIn(room, member string) bool {
+	if b.remote == nil {
+		return false
+	}
+	b.roomMu.RLock()
+	defer b.roomMu.RUnlock()
+	_, ok := b.remote[room][member]
+	return ok
 }
 
 // remoteInAny reports whether member is in a room of another bus. Caller

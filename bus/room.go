@@ -160,8 +160,10 @@ func (m *Member) change(ctx context.Context, rooms []string, join bool) error {
 	m.mu.Unlock()
 	b.roomMu.Unlock()
 	for _, name := range changed {
-		if err := b.roomEvent(ctx, RoomEvent{Room: name, Member: m.id, Joined: join, Info: m.Info()}); err != nil {
-			return err
+		if !b.remoteIn(name, m.id) {
+			if err := b.roomEvent(ctx, RoomEvent{Room: name, Member: m.id, Joined: join, Info: m.Info()}); err != nil {
+				return err
+			}
 		}
 		if err := b.sharePresence(ctx, name, m, join); err != nil {
 			return err

@@ -758,7 +758,13 @@ func (n *Node) watchPresence(w jetstream.KeyWatcher) {
 				continue
 			}
 			var p presence
-			if json.Unmarshal(e.Value(), &p) != nil || p.Node == n.cfg.Name {
+			if json.Unmarshal(e.Value(), &p) != nil {
+				continue
+			}
+			if p.Node == n.cfg.Name {
+				// The member is this node's now (a session taken over
+				// from another node): no longer another node's.
+				n.feed.Presence(room, member, "", false)
 				continue
 			}
 			n.feed.Presence(room, member, p.Info, true)

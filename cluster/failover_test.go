@@ -17,10 +17,12 @@ import (
 // stops mid-stream; the client goes on from node B and sees every message
 // exactly once, in order.
 func TestFailoverExactlyOnceInOrder(t *testing.T) {
-	tc := newCluster(t, 3, cluster.Config{})
+	tc := newCluster(t, 3, cluster.Config{Heartbeat: 100 * time.Millisecond, MemberGrace: time.Second})
 	urls := make([]string, 3)
+	key := []byte("a secret the nodes share, 32 b..")
 	for i := range 3 {
-		urls[i] = tc.serve(i, bridge.Expose("feed.>", bridge.Subscribe))
+		urls[i] = tc.serve(i, bridge.Expose("feed.>", bridge.Subscribe), bridge.ExposeRooms("*", bridge.Join),
+			bridge.SessionKey(key))
 	}
 	const total = 5000
 	var (
@@ -66,6 +68,9 @@ func TestFailoverExactlyOnceInOrder(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if err := c.Join(ctx, "desk"); err != nil {
+		t.Fatal(err)
+	}
 	ticks, err := bus.NewTopic[int](tc.bus(2), "feed.ticks")
 	if err != nil {
 		t.Fatal(err)
@@ -94,8 +99,10 @@ func TestFailoverExactlyOnceInOrder(t *testing.T) {
 	}
 	select {
 	case ev := <-connects:
-		if ev.Session == first.Session || ev.Resumed {
-			t.Fatalf("reconnected to session %q (resumed %v); want a new session on node B", ev.Session, ev.Resumed)
+		// Node B honours node A's token (the nodes share a SessionKey):
+		// the same session id and member, made again from the client.
+		if ev.Session != first.Session || ev.Resumed {
+			t.Fatalf("reconnected to session %q (resumed %v); want %q taken over, not resumed", ev.Session, ev.Resumed, first.Session)
 		}
 	case <-ctx.Done():
 		t.Fatal("the client did not reconnect")
@@ -108,6 +115,14 @@ func TestFailoverExactlyOnceInOrder(t *testing.T) {
 	case <-ctx.Done():
 		mu.Lock()
 		t.Fatalf("the client got %d messages, the last %d", len(seqs), seqs[len(seqs)-1])
+	}
+	// The member stays in its room, now node B's: it does not leave when
+	// node A's members do.
+	time.Sleep(2 * time.Second)
+	for _, i := range []int{1, 2} {
+		if got := tc.bus(i).RoomMembers("desk"); len(got) != 1 || got[0] != first.Session {
+			t.Fatalf("node %d lists %v in the room; want the session %q once", i, got, first.Session)
+		}
 	}
 	mu.Lock()
 	defer mu.Unlock()
