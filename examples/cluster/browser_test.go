@@ -131,11 +131,12 @@ func TestBrowserFailover(t *testing.T) {
 
 	// Bob's page waits 2 to 6 seconds before its first attempt, so that
 	// alice's messages surely go out while it is away.
+	bobSession := browsertest.Eval[string](bob.Tab, `chat.client.session`)
 	browsertest.Eval[bool](bob.Tab, `(() => {
 		const c = chat.client;
 		c._opts.minBackoff = c._opts.maxBackoff = 4000;
 		window.connects = [];
-		c.on('connect', (e) => connects.push({url: e.url, resumed: e.resumed}));
+		c.on('connect', (e) => connects.push({url: e.url, session: e.session, resumed: e.resumed}));
 		return true;
 	})()`)
 	if err := nodeB.stop(); err != nil {
@@ -164,10 +165,13 @@ func TestBrowserFailover(t *testing.T) {
 	}
 	type connect struct {
 		URL     string `json:"url"`
+		Session string `json:"session"`
 		Resumed bool   `json:"resumed"`
 	}
-	if got := browsertest.Eval[[]connect](bob.Tab, `connects`); len(got) != 1 || got[0].URL != cURL || got[0].Resumed {
-		t.Errorf("bob's connects after node B stopped: %+v, want one to node C, a new session", got)
+	// The nodes share a SessionKey: node C takes bob's session id over
+	// (not resumed: it holds none of the session's state).
+	if got := browsertest.Eval[[]connect](bob.Tab, `connects`); len(got) != 1 || got[0].URL != cURL || got[0].Resumed || got[0].Session != bobSession {
+		t.Errorf("bob's connects after node B stopped: %+v, want one to node C, session %q taken over", got, bobSession)
 	}
 
 	// The two go on chatting, bob now on node C.
@@ -178,7 +182,7 @@ func TestBrowserFailover(t *testing.T) {
 			t.Errorf("%s sees %v, want %v", p.Name, got, want)
 		}
 	}
-	// Bob's old session went with node B: alice sees one bob.
+	// Bob's session carried over to node C: alice sees one bob.
 	alice.waitJS(`[...document.querySelectorAll('#members li')].map(e => e.textContent).join() === 'alice (you),bob'`,
 		"one bob in alice's member list")
 	if got := bob.members(); got != "alice,bob (you)" {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"io"
@@ -58,6 +59,7 @@ type chatCluster struct {
 	nodes  []*chatNode
 	exited chan *chatNode // nodes whose server returned, stopped or not
 	log    *slog.Logger
+	key    []byte // the bridges' SessionKey, the same on every node
 }
 
 // chatNode is one node: a NATS connection, a cluster.Node, a bus and the
@@ -80,7 +82,8 @@ func start(cfg config) (_ *chatCluster, err error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	c := &chatCluster{dir: cfg.dataDir, exited: make(chan *chatNode, len(cfg.addrs)), log: log}
+	c := &chatCluster{dir: cfg.dataDir, exited: make(chan *chatNode, len(cfg.addrs)), log: log, key: make([]byte, 32)}
+	rand.Read(c.key) // a secret of this run: sessions carry over between its nodes
 	if c.dir == "" {
 		if c.dir, err = os.MkdirTemp("", "courier-cluster-"); err != nil {
 			return nil, err
@@ -152,7 +155,7 @@ func (c *chatCluster) startNode(cfg config, i int, ln net.Listener, url string, 
 	}
 	// Closed in this order after the chat's bridge: the bus, the node,
 	// then its connection.
-	s, err := chatapp.New(b, chatapp.WithLogger(log), chatapp.History(cfg.history), chatapp.Failover(peers...),
+	s, err := chatapp.New(b, chatapp.WithLogger(log), chatapp.History(cfg.history), chatapp.Failover(peers...), chatapp.SessionKey(c.key),
 		chatapp.CloseAfter(b, node, closer(func() error { nc.Close(); return nil })))
 	if err != nil {
 		b.Close()

@@ -58,6 +58,7 @@ type config struct {
 	store         *persist.Store
 	commits       *observe.Commits
 	peers         []string
+	sessionKey    []byte
 	closers       []io.Closer
 }
 
@@ -92,6 +93,11 @@ func WithCommits(cm *observe.Commits) Option { return optFunc(func(c *config) { 
 func Failover(pages ...string) Option {
 	return optFunc(func(c *config) { c.peers = append(c.peers, pages...) })
 }
+
+// SessionKey gives the bridge the secret key shared by the nodes of a
+// cluster (bridge.SessionKey): a page that fails over keeps its session id,
+// so its user stays in the rooms' member lists without leaving and joining.
+func SessionKey(key []byte) Option { return optFunc(func(c *config) { c.sessionKey = key }) }
 
 // CloseAfter makes Close and Shutdown close cs, in order, after the bridge:
 // the bus and what it stands on. New does not close them when it fails.
@@ -142,6 +148,9 @@ func New(b *bus.Bus, opts ...Option) (*Server, error) {
 	}
 	if len(origins) > 0 {
 		bopts = append(bopts, bridge.AllowOrigins(origins...))
+	}
+	if cfg.sessionKey != nil {
+		bopts = append(bopts, bridge.SessionKey(cfg.sessionKey))
 	}
 	br, err := bridge.New(b, bopts...)
 	if err != nil {
