@@ -108,6 +108,11 @@ func (f feed) Record(topic string, r Record) {
 	if !ts.persisted {
 		return // made Ephemeral here: this node keeps it to itself
 	}
+	// Back-pressure as for a local publish: the feed waits for room in the
+	// queues of Block subscriptions, which holds back the broker.
+	if err := ts.waitRoom(b.ctx, false); err != nil {
+		return // the bus is closing
+	}
 	e, err := ts.recordEntry(&r)
 	if err != nil {
 		b.log.Error("bus: broker record does not decode", "topic", topic, "seq", r.Seq, "err", err)
@@ -317,6 +322,11 @@ func (ts *topicState) addWaiter(w seqWaiter) {
 // shared log already: if ctx or the bus ends first, the publish still
 // stands.
 func (ts *topicState) awaitApplied(ctx context.Context, seq uint64) {
+	if handlerSub(ctx) != nil {
+		// A handler publishing: the feed may be waiting for room in its
+		// subscription's queue, so waiting here could wait for ever.
+		return
+	}
 	w := seqWaiter{seq: seq, done: make(chan struct{})}
 	ts.addWaiter(w)
 	select {

@@ -428,3 +428,30 @@ func TestHistoryFromTheSharedLog(t *testing.T) {
 		})
 	}
 }
+
+// A handler may publish, even into its own topic with a full queue: the
+// publish returns once stored, and the feed delivers it when there is room.
+func TestHandlerPublishesThroughTheFeed(t *testing.T) {
+	tc := newCluster(t, 1, cluster.Config{})
+	ctx := ctxT(t)
+	tp, _ := bus.NewTopic[int](tc.bus(0), "count.down")
+	done := make(chan struct{})
+	if _, err := tp.Subscribe(func(hctx context.Context, m bus.Message[int]) error {
+		if m.Value == 0 {
+			close(done)
+			return nil
+		}
+		_, err := tp.Publish(hctx, m.Value-1)
+		return err
+	}, bus.QueueSize(1)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tp.Publish(ctx, 50); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-done:
+	case <-ctx.Done():
+		t.Fatal("the count down stopped: a handler's publish waited on its own queue")
+	}
+}
