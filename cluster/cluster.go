@@ -870,14 +870,24 @@ func (n *Node) dropMembers(ctx context.Context, name string) {
 // group).
 func (n *Node) Serve(name string, h func(ctx context.Context, data []byte) ([]byte, error)) (func(), error) {
 	var wg sync.WaitGroup
+	slots := make(chan struct{}, maxServing)
 	s, err := n.nc.QueueSubscribe(n.cfg.Prefix+".r."+name, "courier", func(m *nats.Msg) {
 		wait := n.cfg.Timeout
 		if ms, err := strconv.ParseInt(m.Header.Get(hWait), 10, 64); err == nil && ms > 0 {
-			wait = time.Duration(ms) * time.Millisecond
+			wait = min(time.Duration(ms)*time.Millisecond, time.Hour)
+		}
+		select {
+		case slots <- struct{}{}:
+		default:
+			reply := nats.NewMsg(m.Reply)
+			reply.Header.Set(hErr, fmt.Sprintf("cluster: %s: more than %d requests in progress on node %s", name, maxServing, n.cfg.Name))
+			m.RespondMsg(reply)
+			return
 		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			defer func() { <-slots }()
 			ctx, cancel := context.WithTimeout(n.ctx, wait)
 			defer cancel()
 			out, err := h(ctx, m.Data)
@@ -904,6 +914,11 @@ func (n *Node) Serve(name string, h func(ctx context.Context, data []byte) ([]by
 		wg.Wait()
 	}, nil
 }
+
+// maxServing bounds the requests from other nodes one endpoint serves at
+// once on a node; more are refused at once rather than queued without
+// bound.
+const maxServing = 1024
 
 // RemoteError is the error of a handler on another node.
 type RemoteError struct{ Msg string }
