@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/courierbus/courier/bus"
@@ -86,6 +87,7 @@ type Node struct {
 	silent map[string]bool      // nodes whose queue groups were forgotten
 	mine   map[[2]string]bool   // this node's queue groups: group, pattern
 	closed bool
+	shut   atomic.Bool // closed, for the Store methods
 }
 
 // topicLog is what a node knows of one topic's shared log, for appending.
@@ -217,6 +219,9 @@ func (n *Node) setup(ctx context.Context) error {
 	return err
 }
 
+// Stream returns the name of the JetStream stream holding the logs.
+func (n *Node) Stream() string { return n.cfg.Stream }
+
 // Name returns the node's name.
 func (n *Node) Name() string { return n.cfg.Name }
 
@@ -303,6 +308,7 @@ func (n *Node) Close() error {
 		return nil
 	}
 	n.closed = true
+	n.shut.Store(true)
 	if n.feed != nil {
 		// This node's queue groups go with it.
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
@@ -398,6 +404,9 @@ func (n *Node) wrap(err error) error {
 	return fmt.Errorf("%w: %v", ErrUnavailable, err)
 }
 
+// errClosed is what the Store methods return after Close.
+var errClosed = fmt.Errorf("cluster: node %w", bus.ErrClosed)
+
 // bounded gives ctx a deadline of Timeout when it has none.
 func (n *Node) bounded(ctx context.Context) (context.Context, context.CancelFunc) {
 	if _, ok := ctx.Deadline(); ok {
@@ -425,6 +434,9 @@ func (n *Node) last(ctx context.Context, topic string) (stream, seq uint64, err 
 
 // Topic implements [bus.Store].
 func (n *Node) Topic(ctx context.Context, topic string) (bus.TopicState, error) {
+	if n.shut.Load() {
+		return bus.TopicState{}, errClosed
+	}
 	ctx, cancel := n.bounded(ctx)
 	defer cancel()
 	_, last, err := n.last(ctx, topic)
@@ -455,6 +467,9 @@ func (n *Node) Topic(ctx context.Context, topic string) (bus.TopicState, error) 
 // once race on JetStream's expected-last-sequence check; the loser reads
 // the new last message and tries again, so every number is given once.
 func (n *Node) Append(ctx context.Context, topic string, r bus.Record) (uint64, error) {
+	if n.shut.Load() {
+		return 0, errClosed
+	}
 	ctx, cancel := n.bounded(ctx)
 	defer cancel()
 	l := n.log_(topic)
@@ -543,6 +558,9 @@ func (n *Node) find(ctx context.Context, topic string, hi uint64, key func(*bus.
 
 // Read implements [bus.Store].
 func (n *Node) Read(ctx context.Context, topic string, from uint64, limit int, buf []bus.Record) ([]bus.Record, error) {
+	if n.shut.Load() {
+		return buf, errClosed
+	}
 	ctx, cancel := n.bounded(ctx)
 	defer cancel()
 	st, err := n.Topic(ctx, topic)
@@ -588,6 +606,9 @@ func (n *Node) Read(ctx context.Context, topic string, from uint64, limit int, b
 
 // SeqAt implements [bus.Store].
 func (n *Node) SeqAt(ctx context.Context, topic string, t time.Time) (uint64, error) {
+	if n.shut.Load() {
+		return 0, errClosed
+	}
 	ctx, cancel := n.bounded(ctx)
 	defer cancel()
 	end, last, err := n.last(ctx, topic)
@@ -624,6 +645,9 @@ func key(parts ...string) string {
 // Consumer implements [bus.Store]: positions live in a key-value bucket,
 // so a durable consumer has one position in the whole cluster.
 func (n *Node) Consumer(ctx context.Context, topic, name string) (bus.ConsumerState, bool, error) {
+	if n.shut.Load() {
+		return bus.ConsumerState{}, false, errClosed
+	}
 	ctx, cancel := n.bounded(ctx)
 	defer cancel()
 	e, err := n.kvC.Get(ctx, key(topic, name))
@@ -642,6 +666,9 @@ func (n *Node) Consumer(ctx context.Context, topic, name string) (bus.ConsumerSt
 
 // SaveConsumer implements [bus.Store].
 func (n *Node) SaveConsumer(ctx context.Context, topic, name string, s bus.ConsumerState) error {
+	if n.shut.Load() {
+		return errClosed
+	}
 	ctx, cancel := n.bounded(ctx)
 	defer cancel()
 	v, _ := json.Marshal(s)
@@ -653,6 +680,9 @@ func (n *Node) SaveConsumer(ctx context.Context, topic, name string, s bus.Consu
 
 // DeleteConsumer implements [bus.Store].
 func (n *Node) DeleteConsumer(ctx context.Context, topic, name string) error {
+	if n.shut.Load() {
+		return errClosed
+	}
 	ctx, cancel := n.bounded(ctx)
 	defer cancel()
 	if err := n.kvC.Purge(ctx, key(topic, name)); err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {

@@ -40,6 +40,7 @@ func Run(t *testing.T, h Harness) {
 	t.Run("Consumers", func(t *testing.T) { testConsumers(t, h) })
 	t.Run("CancelledContext", func(t *testing.T) { testCancelled(t, h) })
 	t.Run("TopicsIndependent", func(t *testing.T) { testIndependent(t, h) })
+	t.Run("Closed", func(t *testing.T) { testClosed(t, h) })
 	if h.Reopen != nil {
 		t.Run("Reopen", func(t *testing.T) { testReopen(t, h) })
 	}
@@ -378,5 +379,27 @@ func testRetention(t *testing.T, h Harness) {
 	}
 	if len(recs) == 0 || recs[len(recs)-1].Seq != 12 || recs[0].Seq != st.First {
 		t.Fatalf("read from First got %d records", len(recs))
+	}
+}
+
+// testClosed: after Close every method returns an error wrapping
+// bus.ErrClosed.
+func testClosed(t *testing.T, h Harness) {
+	s := h.New(t)
+	ctx := context.Background()
+	appendN(t, s, "x", 2)
+	h.Close(t, s)
+	checks := map[string]error{}
+	_, checks["Topic"] = s.Topic(ctx, "x")
+	_, checks["Append"] = s.Append(ctx, "x", bus.Record{Time: time.Now()})
+	_, checks["Read"] = s.Read(ctx, "x", 1, 10, nil)
+	_, checks["SeqAt"] = s.SeqAt(ctx, "x", time.Now())
+	_, _, checks["Consumer"] = s.Consumer(ctx, "x", "d")
+	checks["SaveConsumer"] = s.SaveConsumer(ctx, "x", "d", bus.ConsumerState{AckFloor: 1})
+	checks["DeleteConsumer"] = s.DeleteConsumer(ctx, "x", "d")
+	for name, err := range checks {
+		if !errors.Is(err, bus.ErrClosed) {
+			t.Errorf("%s after Close: %v, want an error wrapping bus.ErrClosed", name, err)
+		}
 	}
 }
