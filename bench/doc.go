@@ -1,9 +1,10 @@
 // Package bench holds Courier's cross-package benchmark scenarios and their
 // baselines: in-process delivery (buffered Go channels), rooms, persisted
-// publish and replay (raw Badger), restart, and WebSocket broadcast and
-// round trips (raw melody). Each scenario is an implementation-neutral
-// harness with a Courier implementation and a baseline; the nested module
-// bench/peers adds the other libraries (EventBus, Watermill, NATS,
+// publish and replay (raw Badger), restart, WebSocket broadcast and
+// round trips (raw melody), and a cluster of three buses on a 3-server
+// NATS JetStream cluster, R3 (one bus, with and without persist). Each
+// scenario is an implementation-neutral harness with a Courier
+// implementation and a baseline; the nested module bench/peers adds the other libraries (EventBus, Watermill, NATS,
 // JetStream, Centrifuge) and the report command that writes
 // docs/benchmarks.md:
 //
