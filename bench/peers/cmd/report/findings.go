@@ -1,5 +1,13 @@
 package main
 
+import (
+	"fmt"
+	"math"
+	"strings"
+
+	"github.com/courierbus/courier/bench"
+)
+
 // profileFindings is what profiles of the scenarios showed about the bars
 // that were missed when it was last written (2026-11-25, on the machine
 // of this report); the report prints it when any bar is missed. Update it
@@ -35,3 +43,60 @@ const profileFindings = `- **bus, at-most-once 1 → 1 and 4 → 1 against chann
   bare connection. The bridge's own memory benchmark (bridge/memory_test.go), with connections that
   have said hello and subscribe to nothing, reports 15.2–15.7 KiB; half of that is the two goroutine
   stacks melody runs per connection.`
+
+// clusterFindings says what sets the cluster's figures. The explanation
+// comes from cluster/cluster.go and a CPU profile of BenchmarkCluster
+// (2026-11-25, on the machine of this report; the profile's shares are
+// that run's); every other figure is this report's. Update the text when
+// cluster.Node's publish path changes.
+func clusterFindings(res *results) string {
+	const a1, a8, all1 = "C → A, 1 publisher", "C → A, 8 publishers", "C → A+B+C, 1 publisher"
+	cl := bench.ClusterR3().Name
+	k1 := key{scCluster, a1, cl}
+	if res.runs[k1] == nil {
+		return ""
+	}
+	med := func(vs []float64) float64 {
+		if len(vs) == 0 {
+			return math.NaN()
+		}
+		return bench.Summarize(vs).Median
+	}
+	x := func(k key, base key, metric string) string { return farRatio(med(res.ratios(k, base, metric))) }
+	rate := res.median(k1, bench.MsgsPerSec)
+	cores := med(func() []float64 {
+		var vs []float64
+		for _, m := range res.runs[k1] {
+			if m != nil {
+				vs = append(vs, m[bench.CPUPerMsg]*m[bench.MsgsPerSec]/1e9)
+			}
+		}
+		return vs
+	}())
+	var b strings.Builder
+	fmt.Fprintf(&b, "**What sets the cluster's figures.** A publish on node C is a JetStream publish through C's server to\n"+
+		"the stream's leader, which writes the message, sends it to the other two servers and acknowledges it once\n"+
+		"one of them has it too; C's bus then waits until the message comes back through its own feed, so that a\n"+
+		"publish returns with the message in the bus's history, as on one bus. A's feed, an ordered consumer of\n"+
+		"the stream like C's, gets it at about the same time. With one publisher that is one message per round trip: %s deliveries/s to A\n"+
+		"(%s of one bus's, %s of one bus on buffered persist's), %.0f µs per publish, about the p50 of a message\n"+
+		"published alone (%.0f µs). The process used %.1f of the 2 cores meanwhile, %.0f µs of CPU per\n"+
+		"delivery against %.1f µs on one bus: in the CPU profile about 60%% of it is the NATS servers'\n"+
+		"goroutines and over a third of everything is read and write system calls on the loopback connections\n"+
+		"between servers and clients; Courier's bus and cluster.Node, with the client calls they make, are about\n"+
+		"9%%.\n\n",
+		human(rate), x(k1, key{scCluster, a1, "bus"}, bench.MsgsPerSec), x(k1, key{scCluster, a1, "bus+persist " + bench.Buffered}, bench.MsgsPerSec),
+		1e6/rate, res.median(k1, bench.P50Us), cores, res.median(k1, bench.CPUPerMsg)/1e3,
+		res.median(key{scCluster, a1, "bus"}, bench.CPUPerMsg)/1e3)
+	fmt.Fprintf(&b, "**Eight publishers** deliver %s what one does: cluster.Node.Append holds the topic's lock across\n"+
+		"the JetStream publish, because each message carries the topic's next sequence number and goes with\n"+
+		"JetStream's expected-last-sequence check, so one node's publishes to one topic go one round trip at a\n"+
+		"time (only the wait for the feed overlaps). Pipelining a topic's appends, numbering messages ahead and\n"+
+		"sending the next before the last is acknowledged, is where more would come from. With a subscriber on\n"+
+		"each node every publish makes three deliveries: %s the deliveries of C → A. Synced persist, which\n"+
+		"fsyncs every commit, delivers %s what the cluster does with one publisher to A; the cluster's three\n"+
+		"copies stand in for the fsync.",
+		x(key{scCluster, a8, cl}, k1, bench.MsgsPerSec), x(key{scCluster, all1, cl}, k1, bench.MsgsPerSec),
+		x(key{scCluster, a1, "bus+persist " + bench.Synced}, k1, bench.MsgsPerSec))
+	return b.String()
+}

@@ -20,6 +20,7 @@ const (
 	scRestart = "restart"
 	scWS      = "ws"
 	scRT      = "rt"
+	scCluster = "cluster"
 )
 
 // key names one figure's runs.
@@ -122,6 +123,7 @@ type sizes struct {
 	ws          bench.WSOptions
 	rt          bench.RTOptions
 	persistPubs []int
+	spread      bench.SpreadOptions
 }
 
 func (r *runner) sizes() sizes {
@@ -129,12 +131,14 @@ func (r *runner) sizes() sizes {
 		return sizes{inprocN: 2000, inprocTime: 10 * time.Second, writeN: 100, writeTime: 10 * time.Second,
 			replayN: 2000, restartN: 10_000, wsClients: []int{20, 50},
 			ws: bench.WSOptions{Batch: 8, Messages: 32, ThroughputTime: 5 * time.Second, LatencySamples: 5, LatencyTime: 5 * time.Second},
-			rt: bench.RTOptions{Trips: 100, Time: 5 * time.Second}, persistPubs: []int{1, 4}}
+			rt: bench.RTOptions{Trips: 100, Time: 5 * time.Second}, persistPubs: []int{1, 4},
+			spread: bench.SpreadOptions{Messages: 100, Time: 10 * time.Second, LatencySamples: 5, LatencyTime: 5 * time.Second}}
 	}
 	return sizes{inprocN: 3_000_000, inprocTime: 300 * time.Millisecond, writeN: 300_000, writeTime: 800 * time.Millisecond,
 		replayN: 100_000, restartN: 1_000_000, wsClients: []int{1000, 5000},
 		ws: bench.WSOptions{Batch: 32, Messages: 100_000, ThroughputTime: 2 * time.Second, LatencySamples: 50, LatencyTime: 3 * time.Second},
-		rt: bench.RTOptions{Trips: 5000, Time: time.Second}, persistPubs: []int{1, 16, 64}}
+		rt: bench.RTOptions{Trips: 5000, Time: time.Second}, persistPubs: []int{1, 16, 64},
+		spread: bench.SpreadOptions{Messages: 300_000, Time: 500 * time.Millisecond, LatencySamples: 200, LatencyTime: time.Second}}
 }
 
 // inprocLabel names an in-process implementation in the report.
@@ -260,6 +264,9 @@ func (r *runner) plan() {
 				})
 			}
 		}
+		if r.cfg.want(scCluster) {
+			r.planCluster(round, tag, sz)
+		}
 		if r.cfg.want(scWS) {
 			for _, n := range sz.wsClients {
 				for _, im := range peers.WSImpls() {
@@ -305,6 +312,47 @@ func (r *runner) plan() {
 		})
 	}
 	r.total = len(r.steps)
+}
+
+// planCluster adds one round of the cluster scenario: a cluster started
+// for the round, then every case with every implementation, the single
+// bus baseline first, then the cluster stopped.
+func (r *runner) planCluster(round int, tag string, sz sizes) {
+	res := r.res
+	var cl *bench.Cluster
+	dir := filepath.Join(r.tmp, fmt.Sprintf("cluster-%d", round))
+	r.add(fmt.Sprintf("cluster: start %d NATS servers and buses, R%d (not measured) %s", bench.ClusterNodes, bench.ClusterReplicas, tag), func() error {
+		var err error
+		cl, err = bench.StartCluster(dir)
+		return err
+	})
+	for _, sp := range bench.Spreads() {
+		for _, im := range bench.Spreaders() {
+			k := key{scCluster, sp.Name, im.Name}
+			res.notes[im.Name] = im.Note
+			if im.Baseline {
+				res.baseline[scCluster+"/"+sp.Name] = im.Name
+			}
+			r.add(fmt.Sprintf("cluster %s %s %s", sp.Name, im.Name, tag), func() error {
+				d := filepath.Join(r.tmp, "spread")
+				m, err := runSpread(im, cl, d, sp, sz)
+				os.RemoveAll(d)
+				res.add(k, round, m, err)
+				if err != nil {
+					return err
+				}
+				return described(fmt.Sprintf("%s msgs/s, p50 %.0f µs, p99 %.0f µs", human(m[bench.MsgsPerSec]), m[bench.P50Us], m[bench.P99Us]))
+			})
+		}
+	}
+	r.add("cluster: stop "+tag, func() error {
+		if cl == nil {
+			return nil
+		}
+		err := cl.Close()
+		cl = nil
+		return errors.Join(err, os.RemoveAll(dir))
+	})
 }
 
 func (r *runner) execute() error {
@@ -359,6 +407,19 @@ func runWrite(w bench.Writer, dir string, pubs int, sz sizes) (bench.Metrics, er
 		return nil, err
 	}
 	m, err := bench.RunWrite(fl, sz.writeN, sz.writeTime)
+	return m, errors.Join(err, fl.Close())
+}
+
+func runSpread(im bench.Spreader, cl *bench.Cluster, dir string, sp bench.Spread, sz sizes) (bench.Metrics, error) {
+	fl, err := im.Open(cl, dir, sp)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := bench.RunSpread(fl, bench.SpreadOptions{Messages: 50, Time: 10 * time.Second}); err != nil { // warm up
+		fl.Close()
+		return nil, err
+	}
+	m, err := bench.RunSpread(fl, sz.spread)
 	return m, errors.Join(err, fl.Close())
 }
 

@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/csv"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"slices"
@@ -95,6 +96,22 @@ func stat(vs []float64, f func(float64) string) string {
 }
 
 func ratio(v float64) string { return fmt.Sprintf("%.2f×", v) }
+
+// farRatio formats a ratio that may be far from 1: "1/480" below 0.1
+// (the denominator to two significant digits), "120×" from 10.
+func farRatio(v float64) string {
+	switch {
+	case v <= 0:
+		return ratio(v)
+	case v < 0.1:
+		n := 1 / v
+		unit := math.Pow(10, math.Floor(math.Log10(n))-1)
+		return fmt.Sprintf("1/%.0f", math.Round(n/unit)*unit)
+	case v >= 10:
+		return fmt.Sprintf("%.0f×", v)
+	}
+	return ratio(v)
+}
 func fixed(d int) func(float64) string {
 	return func(v float64) string { return strconv.FormatFloat(v, 'f', d, 64) }
 }
@@ -129,7 +146,10 @@ func (r *results) cell(k key, metric string, f func(float64) string) string {
 	return stat(r.values(k, metric), f)
 }
 
-func (r *results) ratioCell(k key, metric string) string {
+func (r *results) ratioCell(k key, metric string) string { return r.ratioCellF(k, metric, ratio) }
+
+// ratioCellF is ratioCell with the ratios formatted by f.
+func (r *results) ratioCellF(k key, metric string, f func(float64) string) string {
 	base, ok := r.baselineKey(k)
 	if !ok {
 		return ""
@@ -137,7 +157,7 @@ func (r *results) ratioCell(k key, metric string) string {
 	if base == k {
 		return "1 (baseline)"
 	}
-	return stat(r.ratios(k, base, metric), ratio)
+	return stat(r.ratios(k, base, metric), f)
 }
 
 func (r *results) failures(k key) string {
@@ -338,6 +358,38 @@ func markdown(cfg config, res *results, m bench.Machine) string {
 		p("\n")
 	}
 
+	if ks := res.keysOf(scCluster); len(ks) > 0 {
+		p("## Cluster\n\n")
+		p("Three buses, each joined through a `cluster.Node` to its own server of a %d-server NATS cluster, the\n", bench.ClusterNodes)
+		p("stream on JetStream file storage with **%d replicas (R%d)**: a publish returns once the stream's leader\n", bench.ClusterReplicas, bench.ClusterReplicas)
+		p("has the message on a majority of the servers and the publishing bus has it back from the stream. The\n")
+		p("servers and buses all run in the report's process on 127.0.0.1 (every hop a loopback TCP connection),\n")
+		p("sharing its 2 cores. Publishers on node C publish a small struct (`bench.Stamped`, JSON) to one topic,\n")
+		p("from 1 or 8 goroutines; one default (at-least-once) subscription on node A, or one on each node. The\n")
+		p("same case on **one bus**, every publisher and subscriber on it, is the baseline (the single-node figures\n")
+		p("of the same round), with no store and on persist: buffered, like JetStream's default file storage (no\n")
+		p("fsync per message; a cluster's copies on three servers are its durability), and synced (fsync per\n")
+		p("commit).\n\n")
+		p("Throughput: up to 300k publishes or 0.5 s per run; delivered msgs/s counts every subscriber's deliveries.\n")
+		p("CPU is the whole process's per delivery: for the cluster, three NATS servers and three buses. Latency:\n")
+		p("then up to 200 publishes one at a time (or 1 s), each timed from just before `Publish` to the start of\n")
+		p("each subscriber's handler, on the process's monotonic clock; p50 and p99 are over every delivery.\n")
+		p("\"p99 loaded\" is the same time over the throughput run's deliveries, queueing included: on one bus it is\n")
+		p("mostly the time a subscription's 1024-message queue takes to drain behind a faster publisher.\n\n")
+		t.head("case", "implementation", "delivered msgs/s", "× bus", "p50 µs", "p99 µs", "p50 × bus", "p99 loaded µs", "CPU µs/msg", "allocs/msg")
+		for _, cs := range res.cases(scCluster) {
+			for _, k := range ks {
+				if k.cas != cs {
+					continue
+				}
+				t.row(cs, k.impl+res.failures(k), res.cell(k, bench.MsgsPerSec, human), res.ratioCellF(k, bench.MsgsPerSec, farRatio),
+					res.cell(k, bench.P50Us, fixed(0)), res.cell(k, bench.P99Us, fixed(0)), res.ratioCellF(k, bench.P50Us, farRatio),
+					res.cell(k, bench.LoadP99Us, fixed(0)), res.cell(k, bench.CPUPerMsg, scaled(1e3, 1)), res.cell(k, bench.AllocsPerMsg, fixed(1)))
+			}
+		}
+		p("\n%s\n\n", clusterFindings(res))
+	}
+
 	p("## How each implementation is used\n\n")
 	names := make([]string, 0, len(res.notes))
 	for n := range res.notes {
@@ -525,6 +577,22 @@ func bars(res *results) []bar {
 		bs = append(bs,
 			bar{issue: "persist", what: "restart, " + cs[0] + ": reopen until every topic is known, ms", k: k, metric: bench.ReadyMs, scale: 1, format: fixed(0)},
 			bar{issue: "persist", what: "restart, " + cs[0] + ": RSS after reopening, MiB", k: k, metric: bench.RSSMiB, scale: 1, format: fixed(1)})
+	}
+	// cluster
+	cl := bench.ClusterR3().Name
+	for i, cs := range res.cases(scCluster) {
+		if !strings.HasPrefix(cs, "C → A,") {
+			continue // the other cases are in the cluster section
+		}
+		k, base := key{scCluster, cs, cl}, key{scCluster, cs, "bus"}
+		bs = append(bs,
+			bar{issue: "cluster", what: cs + ": cross-node delivered msgs/s, " + cl + " (shown, no bar)", k: k, metric: bench.MsgsPerSec, scale: 1, format: human},
+			bar{issue: "cluster", what: cs + ": delivered msgs/s ÷ one bus", k: k, base: &base, metric: bench.MsgsPerSec, format: farRatio})
+		if i == 0 {
+			bs = append(bs,
+				bar{issue: "cluster", what: cs + ": p50 µs, publish → handler, one message at a time", k: k, metric: bench.P50Us, scale: 1, format: fixed(0)},
+				bar{issue: "cluster", what: cs + ": p99 µs, the same", k: k, metric: bench.P99Us, scale: 1, format: fixed(0)})
+		}
 	}
 	// bridge
 	for _, cs := range wsCases {
