@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -109,7 +110,12 @@ func TestStartPositions(t *testing.T) {
 		after, _ := collect(t, tp, 10, bus.StartAfter(bus.Position{Epoch: tp.Epoch(), Seq: 1}))
 		fromTime, _ := collect(t, tp, 10, bus.StartTime(mid))
 		future, _ := collect(t, tp, 10, bus.StartSeq(5))
+		aheadOf, _ := collect(t, tp, 10, bus.StartAfter(bus.Position{Epoch: tp.Epoch(), Seq: 4}))
 		fresh, _ := collect(t, tp, 10)
+		if _, err := tp.Subscribe(func(context.Context, bus.Message[int]) error { return nil },
+			bus.StartAfter(bus.Position{Epoch: tp.Epoch(), Seq: math.MaxUint64})); !errors.Is(err, bus.ErrInvalidOption) {
+			t.Errorf("StartAfter the largest seq: %v, want ErrInvalidOption", err)
+		}
 		publish(t, tp, 4)
 		publish(t, tp, 5)
 		synctest.Wait()
@@ -123,6 +129,7 @@ func TestStartPositions(t *testing.T) {
 			{"after 1", after, "[2 3 4 5]"},
 			{"time", fromTime, "[3 4 5]"},
 			{"future seq 5", future, "[5]"},
+			{"after 4, ahead of the topic", aheadOf, "[5]"},
 			{"new", fresh, "[4 5]"},
 		} {
 			got := make([]int, 0, len(tc.ch))

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -203,6 +204,11 @@ func (s *Subscription) startSeq() (uint64, error) {
 		if st.pos.Epoch != ts.epoch {
 			return 0, fmt.Errorf("%w: topic %q: epoch %d, history is epoch %d", ErrNotCovered, ts.name, st.pos.Epoch, ts.epoch)
 		}
+		if st.pos.Seq == math.MaxUint64 {
+			return 0, fmt.Errorf("%w: no message comes after seq %d", ErrInvalidOption, st.pos.Seq)
+		}
+		// A position past the last message (a node of a cluster that has
+		// not caught up yet) starts there: what comes until then is skipped.
 		return st.pos.Seq + 1, s.covered(st.pos.Seq + 1)
 	case startTime:
 		if ts.persisted {
