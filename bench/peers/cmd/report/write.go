@@ -401,7 +401,7 @@ func markdown(cfg config, res *results, m bench.Machine) string {
 	}
 	p("\n%s\n", methodNotes)
 	if missed > 0 {
-		p("\n%s\n", limitsNotes)
+		p("\n%s\n", limitsNotes+profileFindings(res))
 	}
 	if table, err := os.ReadFile(filepath.Join(cfg.out, benchstatFile)); err == nil {
 		p("\n%s\n```\n%s```\n", benchstatNotes, table)
@@ -656,10 +656,11 @@ const methodNotes = `Notes on method:
 - Figures of different scenarios are not comparable with each other: sizes, time limits and counting
   differ. Ratios within a scenario are.`
 
-// limitsNotes say what limits the bars that are missed, from profiles.
+// limitsNotes say what limits the bars that are missed, from profiles;
+// profileFindings follows it.
 const limitsNotes = `## What limits the missed bars
 
 From CPU profiles of the same scenarios (the text is kept in bench/peers/cmd/report/findings.go; a
 WebSocket server child writes a CPU profile when COURIER_BENCH_SERVER_CPUPROFILE names a file):
 
-` + profileFindings
+`
