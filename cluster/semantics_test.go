@@ -81,3 +81,54 @@ func TestMembersOfAStoppedNodeLeave(t *testing.T) {
 		return slices.Equal(left, []string{"m0"})
 	})
 }
+
+// A node that dies (its NATS connection gone, nothing said) loses its
+// share of a queue group once it has been silent for three heartbeats:
+// the other members get everything published after that.
+func TestQueueGroupOutlivesADeadNode(t *testing.T) {
+	tc := newCluster(t, 3, cluster.Config{Heartbeat: 100 * time.Millisecond})
+	ctx := ctxT(t)
+	var mu sync.Mutex
+	got := map[string]int{} // value -> times handled on node B
+	for _, i := range []int{0, 1} {
+		if _, err := tc.bus(i).Subscribe("jobs.>", func(_ context.Context, m bus.Message[any]) error {
+			if i == 1 {
+				data, err := m.Data()
+				if err != nil {
+					return err
+				}
+				mu.Lock()
+				got[string(data)]++
+				mu.Unlock()
+			}
+			return nil
+		}, bus.Queue("workers")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	time.Sleep(300 * time.Millisecond) // the nodes have heard each other
+	tc.nodes[0].nc.Close()             // node A dies: no goodbye
+	time.Sleep(time.Second)            // well past three heartbeats
+	jobs, err := bus.NewTopic[float64](tc.bus(2), "jobs.resize")
+	if err != nil {
+		t.Fatal(err)
+	}
+	const total = 100
+	for k := range total {
+		if _, err := jobs.Publish(ctx, float64(k)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	brokertest.Eventually(t, "node B handled every job", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(got) == total
+	})
+	mu.Lock()
+	defer mu.Unlock()
+	for v, n := range got {
+		if n != 1 {
+			t.Fatalf("job %s handled %d times on node B", v, n)
+		}
+	}
+}
