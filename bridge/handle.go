@@ -389,6 +389,8 @@ func codeOf(err error, def string) string {
 		return wire.CodeTypeMismatch
 	case errors.Is(err, bus.ErrNoHandler):
 		return wire.CodeNoHandler
+	case errors.Is(err, bus.ErrTooManyTopics):
+		return wire.CodeLimit
 	case errors.Is(err, context.DeadlineExceeded):
 		return wire.CodeTimeout
 	case errors.Is(err, bus.ErrClosed), errors.Is(err, ErrClosed), errors.Is(err, bus.ErrMemberRemoved),

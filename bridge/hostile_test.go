@@ -71,7 +71,7 @@ type hostile struct {
 // chat.bystander.
 func newHostile(t *testing.T, opts ...bridge.Option) *hostile {
 	t.Helper()
-	b, err := bus.New()
+	b, err := bus.New(bus.MaxTopics(hostileMaxTopics))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -112,6 +112,10 @@ func newHostile(t *testing.T, opts ...bridge.Option) *hostile {
 	}
 	return h
 }
+
+// hostileMaxTopics is the bus's bound on topics in these tests: a host
+// exposing wildcards to untrusted clients sets one (docs/security.md).
+const hostileMaxTopics = 200
 
 // opsServer mounts h at /bus/ on 127.0.0.1 behind an http.Server with the
 // settings docs/ops.md gives hosts, its header timeout shortened so that a
@@ -921,6 +925,32 @@ func hostileCases() []hostileCase {
 			}
 			r.send(`{"op":"request","id":"ok","topic":"rpc.add","data":[1,1]}`)
 			answerOp(t, r, "ok", wire.OpReply)
+		}},
+		{name: "topic_flood", run: func(t *testing.T, h *hostile) {
+			r, _ := h.hello("mallory")
+			limited := -1
+			for i := range hostileMaxTopics + 20 {
+				id := fmt.Sprintf("t%d", i)
+				r.send(fmt.Sprintf(`{"op":"publish","id":%q,"topic":"chat.flood.%d","data":%d}`, id, i, i))
+				if f := r.answer(id); f.Op == wire.OpError {
+					if f.Code != wire.CodeLimit {
+						t.Fatalf("publish %d to a new topic: %+v, want ok or limit", i, f)
+					}
+					h.seen.add(wire.CodeLimit)
+					limited = i
+					break
+				}
+			}
+			if limited < 0 {
+				t.Fatalf("%d new topics and no limit", hostileMaxTopics+20)
+			}
+			r.send(`{"op":"publish","id":"again","topic":"chat.flood.0","data":0}`)
+			if f := r.answer("again"); f.Op == wire.OpError {
+				t.Fatalf("publishing to a topic that exists after the limit: %+v", f)
+			}
+			if n := len(h.bus.Stats().Topics); n > hostileMaxTopics {
+				t.Fatalf("the bus holds %d topics, more than its bound %d", n, hostileMaxTopics)
+			}
 		}},
 		{name: "huge_headers_map", publishes: true, run: func(t *testing.T, h *hostile) {
 			r, _ := h.hello("mallory")

@@ -58,8 +58,8 @@ func New(opts ...Option) (*Bus, error) {
 	for _, o := range opts {
 		o.applyBus(&cfg)
 	}
-	if cfg.topic.historyLen < 1 || cfg.topic.historyAge < 0 || cfg.dedupe < 0 {
-		return nil, fmt.Errorf("%w: history length must be at least 1, ages and windows not negative", ErrInvalidOption)
+	if cfg.topic.historyLen < 1 || cfg.topic.historyAge < 0 || cfg.dedupe < 0 || cfg.maxTopics < 0 {
+		return nil, fmt.Errorf("%w: history length must be at least 1; ages, windows and MaxTopics not negative", ErrInvalidOption)
 	}
 	b := &Bus{
 		cfg:       cfg,
@@ -249,7 +249,28 @@ func (b *Bus) topic(ctx context.Context, name string, tcfg *topicConfig, bind *b
 	return ts, nil
 }
 
+// roomForTopic reports ErrTooManyTopics when the bus holds MaxTopics
+// topics and name is not one of them.
+func (b *Bus) roomForTopic(name string) error {
+	if b.cfg.maxTopics <= 0 {
+		return nil
+	}
+	b.mu.RLock()
+	defer b.mu.RUnlock()
+	return b.roomForTopicLocked(name)
+}
+
+func (b *Bus) roomForTopicLocked(name string) error {
+	if b.cfg.maxTopics > 0 && len(b.topics) >= b.cfg.maxTopics && b.topics[name] == nil {
+		return fmt.Errorf("%w: %d, creating %q", ErrTooManyTopics, b.cfg.maxTopics, name)
+	}
+	return nil
+}
+
 func (b *Bus) createTopic(ctx context.Context, name string, cfg topicConfig) (*topicState, error) {
+	if err := b.roomForTopic(name); err != nil {
+		return nil, err
+	}
 	persisted := b.persist && !cfg.ephemeral && !reserved(name) || b.persist && isDeadLetter(name)
 	var st TopicState
 	if persisted {
@@ -267,6 +288,9 @@ func (b *Bus) createTopic(ctx context.Context, name string, cfg topicConfig) (*t
 	}
 	if ts := b.topics[name]; ts != nil {
 		return ts, nil
+	}
+	if err := b.roomForTopicLocked(name); err != nil {
+		return nil, err
 	}
 	ts := newTopicState(b, name, cfg, st, persisted)
 	// A broker de-duplicates across buses itself.

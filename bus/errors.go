@@ -57,6 +57,11 @@ var (
 
 	// ErrMemberRemoved is returned by operations on a removed member.
 	ErrMemberRemoved = errors.New("bus: member removed")
+
+	// ErrTooManyTopics is returned by whatever would create a topic (a
+	// publish, a subscription to an exact name, NewTopic, a join of a new
+	// room) once the bus has [MaxTopics] topics.
+	ErrTooManyTopics = errors.New("bus: too many topics")
 )
 
 // HandlerError is the error recorded when a handler panicked. Its Value is

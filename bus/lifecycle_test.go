@@ -401,3 +401,43 @@ func TestStats(t *testing.T) {
 		}
 	})
 }
+
+// MaxTopics bounds the topics a bus holds, its own room topics included;
+// what exists keeps working.
+func TestMaxTopics(t *testing.T) {
+	b := newBus(t, bus.MaxTopics(3))
+	ctx := context.Background()
+	a := newTopic[int](t, b, "a")
+	newTopic[int](t, b, "b")
+	m, err := b.Member("m")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Join(ctx, "r1"); err != nil { // "$rooms.r1" is the third
+		t.Fatal(err)
+	}
+	if _, err := bus.NewTopic[int](b, "c"); !errors.Is(err, bus.ErrTooManyTopics) {
+		t.Fatalf("a fourth topic: %v, want ErrTooManyTopics", err)
+	}
+	if _, err := b.PublishRaw(ctx, "d", []byte("1")); !errors.Is(err, bus.ErrTooManyTopics) {
+		t.Fatalf("PublishRaw to a new topic: %v, want ErrTooManyTopics", err)
+	}
+	if _, err := b.Subscribe("e", func(context.Context, bus.Message[any]) error { return nil }, bus.StartFirst()); !errors.Is(err, bus.ErrTooManyTopics) {
+		t.Fatalf("a subscription that needs a new topic: %v, want ErrTooManyTopics", err)
+	}
+	if err := m.Join(ctx, "r2"); !errors.Is(err, bus.ErrTooManyTopics) {
+		t.Fatalf("joining a new room: %v, want ErrTooManyTopics", err)
+	}
+	if got := m.Rooms(); len(got) != 1 || got[0] != "r1" {
+		t.Fatalf("after the refused join the member is in %v", got)
+	}
+	if _, err := a.Publish(ctx, 1); err != nil {
+		t.Fatalf("publishing to an existing topic: %v", err)
+	}
+	if err := m.Join(ctx, "r1"); err != nil {
+		t.Fatalf("joining a room whose topic exists: %v", err)
+	}
+	if _, err := bus.New(bus.MaxTopics(-1)); !errors.Is(err, bus.ErrInvalidOption) {
+		t.Fatalf("MaxTopics(-1): %v, want ErrInvalidOption", err)
+	}
+}

@@ -137,6 +137,17 @@ func (o storeOpt) applyBus(c *busConfig) { c.store = o.s }
 // [MemoryStore].
 func WithStore(s Store) Option { return storeOpt{s} }
 
+type maxTopicsOpt struct{ n int }
+
+func (o maxTopicsOpt) applyBus(c *busConfig) { c.maxTopics = o.n }
+
+// MaxTopics bounds how many topics the bus holds, its own ("$dead.<topic>",
+// "$rooms.<room>") included: creating one more is [ErrTooManyTopics]. A
+// topic costs a few hundred bytes and its history ring; where untrusted
+// clients may name new topics or rooms (a bridge exposing a wildcard for
+// Publish or rooms for Join), set it. Default 0: no bound.
+func MaxTopics(n int) Option { return maxTopicsOpt{n} }
+
 type dedupeOpt struct{ d time.Duration }
 
 func (o dedupeOpt) applyBus(c *busConfig) { c.dedupe = o.d }

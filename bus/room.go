@@ -125,6 +125,15 @@ func (m *Member) change(ctx context.Context, rooms []string, join bool) error {
 	if b.closed() {
 		return ErrClosed
 	}
+	if join {
+		// A join publishes on the room's topic: make sure it can exist
+		// before the member is in.
+		for _, r := range rooms {
+			if err := b.roomForTopic(RoomTopic(r)); err != nil {
+				return err
+			}
+		}
+	}
 	var changed []string
 	b.roomMu.Lock()
 	m.mu.Lock()
