@@ -68,7 +68,8 @@ func newServer(cfg config) (*chatapp.Server, error) {
 			st.Close()
 		}
 	}
-	b, err := bus.New(append(busOpts, bus.WithLogger(log))...)
+	// Pages may name new rooms (and with them topics): bound how many.
+	b, err := bus.New(append(busOpts, bus.WithLogger(log), bus.MaxTopics(chatapp.MaxTopics))...)
 	if err != nil {
 		closeStore()
 		return nil, err

@@ -147,7 +147,7 @@ func (c *chatCluster) startNode(cfg config, i int, ln net.Listener, url string, 
 		nc.Close()
 		return nil, fmt.Errorf("cluster: node %s: %w", name, err)
 	}
-	b, err := bus.New(bus.WithBroker(node), bus.WithLogger(log))
+	b, err := bus.New(bus.WithBroker(node), bus.WithLogger(log), bus.MaxTopics(chatapp.MaxTopics))
 	if err != nil {
 		node.Close()
 		nc.Close()

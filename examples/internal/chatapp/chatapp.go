@@ -94,6 +94,11 @@ func Failover(pages ...string) Option {
 	return optFunc(func(c *config) { c.peers = append(c.peers, pages...) })
 }
 
+// MaxTopics is the bound the chat's buses put on their topics
+// (bus.MaxTopics): every room a page joins makes two (its messages and its
+// presence events).
+const MaxTopics = 20000
+
 // SessionKey gives the bridge the secret key shared by the nodes of a
 // cluster (bridge.SessionKey): a page that fails over keeps its session id,
 // so its user stays in the rooms' member lists without leaving and joining.
