@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -92,7 +93,11 @@ type Node struct {
 
 // topicLog is what a node knows of one topic's shared log, for appending.
 type topicLog struct {
-	mu     sync.Mutex
+	mu    sync.Mutex // guards queue and busy
+	queue []*pending // appends waiting for the next batch
+	busy  bool       // a commit goroutine is running
+
+	// The topic's end as this node last knew it; the commit goroutine's.
 	known  bool
 	stream uint64 // stream sequence of the topic's last message
 	seq    uint64 // the topic's last sequence number
@@ -183,11 +188,23 @@ func (n *Node) setup(ctx context.Context) error {
 		MaxAge:      n.cfg.MaxAge,
 		Duplicates:  n.cfg.Dedupe,
 		AllowDirect: true,
-		Metadata:    map[string]string{"courier_epoch": strconv.FormatUint(binary.BigEndian.Uint64(ep[:]), 10)},
+		// Appends to one topic from one node go as atomic batches.
+		AllowAtomicPublish: true,
+		Metadata:           map[string]string{"courier_epoch": strconv.FormatUint(binary.BigEndian.Uint64(ep[:]), 10)},
 	}
 	st, err := n.js.CreateStream(ctx, sc)
 	if errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
 		st, err = n.js.Stream(ctx, n.cfg.Stream)
+		if err == nil && (!st.CachedInfo().Config.AllowAtomicPublish || !slices.Contains(st.CachedInfo().Config.Subjects, n.gsubj())) {
+			// A stream an older Courier made: let it take batches and
+			// queue-group registrations.
+			up := st.CachedInfo().Config
+			up.AllowAtomicPublish = true
+			if !slices.Contains(up.Subjects, n.gsubj()) {
+				up.Subjects = append(up.Subjects, n.gsubj())
+			}
+			st, err = n.js.UpdateStream(ctx, up)
+		}
 	}
 	if err != nil {
 		return fmt.Errorf("%w: stream %s: %v", ErrUnavailable, n.cfg.Stream, err)
@@ -463,43 +480,137 @@ func (n *Node) Topic(ctx context.Context, topic string) (bus.TopicState, error) 
 }
 
 // Append implements [bus.Store]: it gives the record the topic's next
-// sequence number in the shared log. Two nodes appending to one topic at
-// once race on JetStream's expected-last-sequence check; the loser reads
-// the new last message and tries again, so every number is given once.
+// sequence number in the shared log. Each append names the stream position
+// of the topic's last message (JetStream's expected-last-subject-sequence
+// check); two nodes appending to one topic at once race on it, and the
+// loser reads the new end and tries again, so every number is given once.
+// Appends to one topic from one node are committed together: while one
+// goes to JetStream the next ones queue, and go as one atomic batch (one
+// round trip; all stored or none).
 func (n *Node) Append(ctx context.Context, topic string, r bus.Record) (uint64, error) {
 	if n.shut.Load() {
 		return 0, errClosed
 	}
-	ctx, cancel := n.bounded(ctx)
-	defer cancel()
-	l := n.log_(topic)
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	m, err := n.msg(n.subject(topic), &r)
-	if err != nil {
+	if err := ctx.Err(); err != nil {
 		return 0, err
 	}
-	var opts []jetstream.PublishOpt
-	if r.PublisherID != "" {
-		// JetStream remembers ids per stream; the bus, per topic.
-		opts = append(opts, jetstream.WithMsgID(topic+" "+r.PublisherID))
+	l := n.log_(topic)
+	p := &pending{r: r, done: make(chan struct{})}
+	l.mu.Lock()
+	l.queue = append(l.queue, p)
+	lead := !l.busy
+	l.busy = true
+	l.mu.Unlock()
+	if lead {
+		n.mu.Lock()
+		closed := n.closed
+		if !closed {
+			n.wg.Add(1)
+		}
+		n.mu.Unlock()
+		if closed {
+			return 0, errClosed
+		}
+		go func() {
+			defer n.wg.Done()
+			n.commit(topic, l)
+		}()
 	}
+	select {
+	case <-p.done:
+		return p.seq, p.err
+	case <-ctx.Done():
+		// It may still be stored: a publish that failed may be delivered,
+		// as at-least-once allows.
+		return 0, ctx.Err()
+	}
+}
+
+// pending is an append waiting for its commit.
+type pending struct {
+	r    bus.Record
+	seq  uint64
+	err  error
+	done chan struct{}
+}
+
+// Bounds of one atomic batch (JetStream allows 1000 messages).
+const (
+	maxBatch      = 256
+	maxBatchBytes = 512 << 10
+)
+
+// commit sends the topic's queued appends, batch after batch, until none
+// is left.
+func (n *Node) commit(topic string, l *topicLog) {
 	for {
+		l.mu.Lock()
+		k, size := 0, 0
+		for k < len(l.queue) && k < maxBatch {
+			p := l.queue[k]
+			// A publisher id goes alone: JetStream de-duplicates it.
+			if p.r.PublisherID != "" && k > 0 || size+len(p.r.Data) > maxBatchBytes && k > 0 {
+				break
+			}
+			size += len(p.r.Data)
+			k++
+			if p.r.PublisherID != "" {
+				break
+			}
+		}
+		if k == 0 {
+			l.busy = false
+			l.mu.Unlock()
+			return
+		}
+		batch := l.queue[:k:k]
+		l.queue = l.queue[k:]
+		l.mu.Unlock()
+		ctx, cancel := context.WithTimeout(n.ctx, n.cfg.Timeout)
+		first, err := n.appendBatch(ctx, topic, l, batch)
+		cancel()
+		for i, p := range batch {
+			if err != nil {
+				p.err = fmt.Errorf("cluster: append to %q: %w", topic, err)
+			} else {
+				p.seq = first + uint64(i)
+			}
+			close(p.done)
+		}
+	}
+}
+
+// appendBatch stores the records of batch as the topic's next messages and
+// returns the sequence number of the first. Only commit calls it, one at a
+// time per topic: l's log position is its own.
+func (n *Node) appendBatch(ctx context.Context, topic string, l *topicLog, batch []*pending) (uint64, error) {
+	subject := n.subject(topic)
+	for {
+		if n.shut.Load() {
+			return 0, errClosed
+		}
 		if !l.known {
+			var err error
 			if l.stream, l.seq, err = n.last(ctx, topic); err != nil {
-				return 0, fmt.Errorf("cluster: append to %q: %w", topic, err)
+				return 0, err
 			}
 			l.known = true
 		}
-		m.Header.Set(hSeq, strconv.FormatUint(l.seq+1, 10))
-		ack, err := n.js.PublishMsg(ctx, m, append(opts, jetstream.WithExpectLastSequencePerSubject(l.stream))...)
+		var stream uint64
+		var dup bool
+		var err error
+		if len(batch) == 1 {
+			stream, dup, err = n.publishOne(ctx, subject, l, batch[0].r)
+		} else {
+			stream, err = n.publishBatch(ctx, subject, l, batch)
+		}
 		var apiErr *jetstream.APIError
 		switch {
-		case err == nil && ack.Duplicate:
+		case err == nil && dup:
 			// The id was published within the window: its number stands.
-			old, err := n.st.GetMsg(ctx, ack.Sequence)
+			old, err := n.st.GetMsg(ctx, stream)
 			if err != nil {
-				return 0, fmt.Errorf("cluster: append to %q: %w", topic, n.wrap(err))
+				return 0, n.wrap(err)
 			}
 			var or bus.Record
 			if err := decode(old.Header, nil, &or); err != nil {
@@ -507,19 +618,88 @@ func (n *Node) Append(ctx context.Context, topic string, r bus.Record) (uint64, 
 			}
 			return or.Seq, nil
 		case err == nil:
-			l.stream = ack.Sequence
-			l.seq++
-			return l.seq, nil
+			first := l.seq + 1
+			l.stream = stream
+			l.seq += uint64(len(batch))
+			return first, nil
 		case errors.As(err, &apiErr) && (apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence || apiErr.ErrorCode == 10164):
 			l.known = false // another node appended: read the log's end again
 		default:
 			l.known = false
-			return 0, fmt.Errorf("cluster: append to %q: %w", topic, n.wrap(err))
+			return 0, n.wrap(err)
 		}
 		if ctx.Err() != nil {
-			return 0, ctx.Err()
+			return 0, n.wrap(ctx.Err())
 		}
 	}
+}
+
+// publishOne stores one record; dup reports a publisher id seen within
+// the window (stream is then the first publish's).
+func (n *Node) publishOne(ctx context.Context, subject string, l *topicLog, r bus.Record) (stream uint64, dup bool, err error) {
+	m, err := n.msg(subject, &r)
+	if err != nil {
+		return 0, false, err
+	}
+	m.Header.Set(hSeq, strconv.FormatUint(l.seq+1, 10))
+	opts := []jetstream.PublishOpt{jetstream.WithExpectLastSequencePerSubject(l.stream)}
+	if r.PublisherID != "" {
+		// JetStream remembers ids per stream; the bus, per topic.
+		opts = append(opts, jetstream.WithMsgID(strings.TrimPrefix(subject, n.subj)+" "+r.PublisherID))
+	}
+	ack, err := n.js.PublishMsg(ctx, m, opts...)
+	if err != nil {
+		return 0, false, err
+	}
+	return ack.Sequence, ack.Duplicate, nil
+}
+
+// publishBatch stores the records as one atomic batch: the first message
+// names the topic's last position, the others follow it in the same
+// commit, so their numbers are consecutive.
+func (n *Node) publishBatch(ctx context.Context, subject string, l *topicLog, batch []*pending) (uint64, error) {
+	var id [12]byte
+	rand.Read(id[:])
+	bid := hex.EncodeToString(id[:])
+	for i, p := range batch {
+		m, err := n.msg(subject, &p.r)
+		if err != nil {
+			return 0, err
+		}
+		m.Header.Set(hSeq, strconv.FormatUint(l.seq+1+uint64(i), 10))
+		m.Header.Set("Nats-Batch-Id", bid)
+		m.Header.Set("Nats-Batch-Sequence", strconv.Itoa(i+1))
+		if i == 0 {
+			m.Header.Set(jetstream.ExpectedLastSubjSeqHeader, strconv.FormatUint(l.stream, 10))
+		}
+		if i < len(batch)-1 {
+			if err := n.nc.PublishMsg(m); err != nil {
+				return 0, err
+			}
+			continue
+		}
+		m.Header.Set("Nats-Batch-Commit", "1")
+		resp, err := n.nc.RequestMsgWithContext(ctx, m)
+		if err != nil {
+			return 0, err
+		}
+		var ack struct {
+			Error *jetstream.APIError `json:"error"`
+			Seq   uint64              `json:"seq"`
+			Count int                 `json:"count"`
+		}
+		if err := json.Unmarshal(resp.Data, &ack); err != nil {
+			return 0, fmt.Errorf("cluster: batch acknowledgement: %v", err)
+		}
+		if ack.Error != nil {
+			return 0, ack.Error
+		}
+		if ack.Count != len(batch) {
+			return 0, fmt.Errorf("cluster: a batch of %d stored %d", len(batch), ack.Count)
+		}
+		return ack.Seq, nil
+	}
+	return 0, errors.New("cluster: empty batch")
 }
 
 // find returns the stream sequence of the first message of topic whose

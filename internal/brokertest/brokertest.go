@@ -26,6 +26,7 @@ type Harness struct {
 // Run runs every conformance test against the harness.
 func Run(t *testing.T, h Harness) {
 	t.Run("PublishReachesEveryBusOnce", func(t *testing.T) { testPublish(t, h) })
+	t.Run("ConcurrentPublishers", func(t *testing.T) { testConcurrent(t, h) })
 	t.Run("Rooms", func(t *testing.T) { testRooms(t, h) })
 	t.Run("QueueGroup", func(t *testing.T) { testQueueGroup(t, h) })
 	t.Run("Request", func(t *testing.T) { testRequest(t, h) })
@@ -139,6 +140,53 @@ func testPublish(t *testing.T, h Harness) {
 	for i, b := range buses[1:] {
 		if p, _ := b.Position(context.Background(), "chat.lobby"); p != p0 {
 			t.Fatalf("bus %d position %+v, bus 0 %+v", i+1, p, p0)
+		}
+	}
+}
+
+// Many publishers on several buses, to one topic at once: every message
+// once, numbers without gaps, one order on every bus.
+func testConcurrent(t *testing.T, h Harness) {
+	buses := h.New(t, 3)
+	ctx := ctxT(t)
+	logs := make([]*log[string], 3)
+	for i, b := range buses {
+		logs[i] = &log[string]{}
+		if _, err := topic[string](t, b, "load.one").Subscribe(logs[i].handle, bus.QueueSize(4096)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	const per = 100
+	publishers := []int{0, 0, 0, 0, 0, 0, 0, 0, 1, 1} // eight on bus 0, two on bus 1
+	var wg sync.WaitGroup
+	for p, i := range publishers {
+		tp := topic[string](t, buses[i], "load.one")
+		wg.Go(func() {
+			for k := range per {
+				if _, err := tp.Publish(ctx, fmt.Sprintf("%d-%d", p, k)); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	total := len(publishers) * per
+	for i, l := range logs {
+		Eventually(t, fmt.Sprintf("bus %d has every message", i), func() bool { return l.len() >= total })
+	}
+	vals0, _ := logs[0].snapshot()
+	for i, l := range logs {
+		vals, seqs := l.snapshot()
+		seen := make(map[string]bool, len(vals))
+		for k, v := range vals {
+			if seqs[k] != uint64(k+1) || seen[v] {
+				t.Fatalf("bus %d: delivery %d is %s with seq %d: a gap or a repeat", i, k, v, seqs[k])
+			}
+			seen[v] = true
+		}
+		if len(vals) != total || !slices.Equal(vals, vals0) {
+			t.Fatalf("bus %d: %d messages, or another order than bus 0", i, len(vals))
 		}
 	}
 }
