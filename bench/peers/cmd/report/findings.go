@@ -121,11 +121,10 @@ func clusterFindings(res *results) string {
 		human(rate), x(k1, key{scCluster, a1, "bus"}, bench.MsgsPerSec), x(k1, key{scCluster, a1, "bus+persist " + bench.Buffered}, bench.MsgsPerSec),
 		1e6/rate, res.median(k1, bench.P50Us), res.median(k1, bench.P99Us), cores, res.median(k1, bench.CPUPerMsg)/1e3,
 		res.median(key{scCluster, a1, "bus"}, bench.CPUPerMsg)/1e3)
-	fmt.Fprintf(&b, "**Eight publishers** deliver %s what one does: cluster.Node.Append holds the topic's lock across\n"+
-		"the JetStream publish, because each message carries the topic's next sequence number and goes with\n"+
-		"JetStream's expected-last-sequence check, so one node's publishes to one topic go one round trip at a\n"+
-		"time (only the wait for the feed overlaps). Pipelining a topic's appends, numbering messages ahead and\n"+
-		"sending the next before the last is acknowledged, is where more would come from. With a subscriber on\n"+
+	fmt.Fprintf(&b, "**Eight publishers** deliver %s what one does: each message carries the topic's next sequence\n"+
+		"number and goes with JetStream's expected-last-sequence check, so a node's appends to one topic cannot\n"+
+		"overlap; instead, while one batch is on its way the next publishes queue and go together as one\n"+
+		"JetStream atomic batch (group commit), so concurrent publishers share the round trip. With a subscriber on\n"+
 		"each node every publish makes three deliveries, and delivered msgs/s is %s that of C → A. Synced persist, which\n"+
 		"fsyncs every commit, delivers %s what the cluster does with one publisher to A; the cluster's three\n"+
 		"copies stand in for the fsync.",
