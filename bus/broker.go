@@ -225,9 +225,7 @@ func (b *Bus) remoteMembers(room string) []string {
 	return out
 }
 
-// feedTopic returns the topic for a record from the broker: a topic this
-// bus has not seen starts just before the record, whatever the log held
-// before (it is history, read from the broker when asked for).
+// feedTopic returns the topic for a record from the broker (see openTopic).
 func (b *Bus) feedTopic(name string, seq uint64) (*topicState, error) {
 	b.mu.RLock()
 	ts := b.topics[name]
@@ -235,26 +233,7 @@ func (b *Bus) feedTopic(name string, seq uint64) (*topicState, error) {
 	if ts != nil {
 		return ts, nil
 	}
-	st, err := b.store.Topic(b.ctx, name)
-	if err != nil {
-		return nil, err
-	}
-	st.Last = seq - 1
-	if st.First > seq {
-		st.First = seq
-	}
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if b.closed() {
-		return nil, ErrClosed
-	}
-	if ts := b.topics[name]; ts != nil {
-		return ts, nil
-	}
-	cfg := b.cfg.topic
-	ts = newTopicState(b, name, cfg, st, true)
-	b.topics[name] = ts
-	return ts, nil
+	return b.openTopic(b.ctx, name, b.cfg.topic, seq)
 }
 
 // recordEntry makes an entry from a record of the broker.

@@ -268,8 +268,19 @@ func (b *Bus) roomForTopicLocked(name string) error {
 }
 
 func (b *Bus) createTopic(ctx context.Context, name string, cfg topicConfig) (*topicState, error) {
-	if err := b.roomForTopic(name); err != nil {
-		return nil, err
+	return b.openTopic(ctx, name, cfg, 0)
+}
+
+// openTopic makes the state of topic name. fed, when not 0, is the
+// sequence number of a record the broker hands for a topic this bus has
+// not seen: the topic starts just before it, whatever the log held before
+// (that is history, read from the broker when asked for), and MaxTopics
+// does not apply, since the broker's records must be delivered.
+func (b *Bus) openTopic(ctx context.Context, name string, cfg topicConfig, fed uint64) (*topicState, error) {
+	if fed == 0 {
+		if err := b.roomForTopic(name); err != nil {
+			return nil, err
+		}
 	}
 	persisted := b.persist && !cfg.ephemeral && !reserved(name) || b.persist && isDeadLetter(name)
 	var st TopicState
@@ -277,6 +288,10 @@ func (b *Bus) createTopic(ctx context.Context, name string, cfg topicConfig) (*t
 		var err error
 		if st, err = b.store.Topic(ctx, name); err != nil {
 			return nil, fmt.Errorf("bus: open topic %q: %w", name, err)
+		}
+		if fed != 0 {
+			st.Last = fed - 1
+			st.First = min(st.First, fed)
 		}
 	} else {
 		st.Epoch = newEpoch()
@@ -289,8 +304,10 @@ func (b *Bus) createTopic(ctx context.Context, name string, cfg topicConfig) (*t
 	if ts := b.topics[name]; ts != nil {
 		return ts, nil
 	}
-	if err := b.roomForTopicLocked(name); err != nil {
-		return nil, err
+	if fed == 0 {
+		if err := b.roomForTopicLocked(name); err != nil {
+			return nil, err
+		}
 	}
 	ts := newTopicState(b, name, cfg, st, persisted)
 	// A broker de-duplicates across buses itself.
