@@ -236,7 +236,7 @@ func (b *Bus) feedTopic(name string, seq uint64) (*topicState, error) {
 	return b.openTopic(b.ctx, name, b.cfg.topic, seq)
 }
 
-// recordEntry makes an entry from a record of the broker.
+// recordEntry makes an entry from a record of the Store or the broker.
 func (ts *topicState) recordEntry(r *Record) (*entry, error) {
 	e, err := ts.rawEntry(r.Data)
 	if err != nil {

@@ -531,14 +531,10 @@ func (ts *topicState) read(ctx context.Context, from uint64, limit int) ([]*entr
 		return nil, fmt.Errorf("bus: read %q from %d: %w", ts.name, from, err)
 	}
 	es = make([]*entry, 0, len(recs))
-	for _, r := range recs {
-		e, err := ts.rawEntry(r.Data)
+	for i := range recs {
+		e, err := ts.recordEntry(&recs[i])
 		if err != nil {
 			return es, err
-		}
-		e.seq, e.at = r.Seq, ts.b.at(r.Time)
-		if r.PublisherID != "" || r.Headers != nil || r.To != nil || r.Except != nil || r.ExceptMember != "" {
-			e.meta = &meta{publisherID: r.PublisherID, headers: r.Headers, to: r.To, except: r.Except, exceptMember: r.ExceptMember}
 		}
 		es = append(es, e)
 	}

@@ -14,6 +14,7 @@ import (
 	"github.com/courierbus/courier/bridge"
 	"github.com/courierbus/courier/bus"
 	"github.com/courierbus/courier/cluster"
+	"github.com/courierbus/courier/internal/brokertest"
 	"github.com/courierbus/courier/internal/natscluster"
 )
 
@@ -127,14 +128,4 @@ func (tc *testCluster) stopNode(i int) {
 
 func (tc *testCluster) bus(i int) *bus.Bus { return tc.nodes[i].bus }
 
-// eventually fails the test if cond does not hold within 10 seconds.
-func eventually(t testing.TB, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting: %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
+var eventually = brokertest.Eventually
