@@ -75,6 +75,15 @@
 // reply within its context. A request nobody serves is [ErrNoHandler] at
 // once.
 //
+// # Several processes
+//
+// [WithBroker] shares a bus's topics, rooms, queue groups, endpoints and
+// durable positions with other buses through a [Broker] (package cluster
+// implements one on NATS JetStream). Each topic then has one log for all
+// of them: a publish on any bus reaches every bus's subscriptions once,
+// in one order, and a [Position] means the same on every bus. A bus
+// without a broker pays nothing for this.
+//
 // # Goroutines and Close
 //
 // Each subscription runs MaxInFlight goroutines and each request handler
