@@ -89,6 +89,51 @@ type Node struct {
 	mine   map[[2]string]bool   // this node's queue groups: group, pattern
 	closed bool
 	shut   atomic.Bool // closed, for the Store methods
+	stats  counters
+}
+
+// counters are the node's Stats, counted as they happen.
+type counters struct {
+	appended, batches, conflicts, failed atomic.Uint64
+	fed, feedSeq                         atomic.Uint64
+}
+
+// Stats is what a node has done since New, for monitoring.
+type Stats struct {
+	// Connected tells whether the NATS connection is up now.
+	Connected bool
+	// Nodes counts the other nodes heard from within three heartbeats.
+	Nodes int
+	// Appended counts the messages this node stored in the shared log, in
+	// Batches commits; Conflicts the commits tried again because another
+	// node had appended to the topic; Failed the appends that returned an
+	// error.
+	Appended, Batches, Conflicts, Failed uint64
+	// Fed counts the messages of the shared log handed to this node's bus;
+	// FeedSeq is the stream position of the last one (compare it with the
+	// stream's last sequence to see how far behind the node is).
+	Fed, FeedSeq uint64
+}
+
+// Stats returns the node's counters.
+func (n *Node) Stats() Stats {
+	s := Stats{
+		Connected: n.nc.IsConnected(),
+		Appended:  n.stats.appended.Load(),
+		Batches:   n.stats.batches.Load(),
+		Conflicts: n.stats.conflicts.Load(),
+		Failed:    n.stats.failed.Load(),
+		Fed:       n.stats.fed.Load(),
+		FeedSeq:   n.stats.feedSeq.Load(),
+	}
+	n.mu.Lock()
+	for _, at := range n.seen {
+		if time.Since(at) <= 3*n.cfg.Heartbeat {
+			s.Nodes++
+		}
+	}
+	n.mu.Unlock()
+	return s
 }
 
 // topicLog is what a node knows of one topic's shared log, for appending.
@@ -569,6 +614,9 @@ func (n *Node) commit(topic string, l *topicLog) {
 		ctx, cancel := context.WithTimeout(n.ctx, n.cfg.Timeout)
 		first, err := n.appendBatch(ctx, topic, l, batch)
 		cancel()
+		if err != nil {
+			n.stats.failed.Add(uint64(len(batch)))
+		}
 		for i, p := range batch {
 			if err != nil {
 				p.err = fmt.Errorf("cluster: append to %q: %w", topic, err)
@@ -621,9 +669,12 @@ func (n *Node) appendBatch(ctx context.Context, topic string, l *topicLog, batch
 			first := l.seq + 1
 			l.stream = stream
 			l.seq += uint64(len(batch))
+			n.stats.appended.Add(uint64(len(batch)))
+			n.stats.batches.Add(1)
 			return first, nil
 		case errors.As(err, &apiErr) && (apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence || apiErr.ErrorCode == 10164):
 			l.known = false // another node appended: read the log's end again
+			n.stats.conflicts.Add(1)
 		default:
 			l.known = false
 			return 0, n.wrap(err)
@@ -888,6 +939,10 @@ func (n *Node) onRecord(m jetstream.Msg) {
 		return
 	}
 	n.feed.Record(topic, r)
+	n.stats.fed.Add(1)
+	if md, err := m.Metadata(); err == nil {
+		n.stats.feedSeq.Store(md.Sequence.Stream)
+	}
 }
 
 // PublishVolatile implements [bus.VolatileBroker]: at-most-once, over

@@ -116,6 +116,12 @@ func TestFailoverExactlyOnceInOrder(t *testing.T) {
 		mu.Lock()
 		t.Fatalf("the client got %d messages, the last %d", len(seqs), seqs[len(seqs)-1])
 	}
+	if st := tc.nodes[2].node.Stats(); st.Appended != total || st.Failed != 0 || st.Batches == 0 || st.Batches > total {
+		t.Fatalf("node C's stats %+v: want %d appended in at most as many batches, none failed", st, total)
+	}
+	if st := tc.nodes[1].node.Stats(); !st.Connected || st.Fed < total || st.FeedSeq == 0 {
+		t.Fatalf("node B's stats %+v: want connected, every message fed", st)
+	}
 	// The member stays in its room, now node B's: it does not leave when
 	// node A's members do.
 	time.Sleep(2 * time.Second)

@@ -75,6 +75,9 @@ func TestMembersOfAStoppedNodeLeave(t *testing.T) {
 			return slices.Equal(tc.bus(i).RoomMembers("lobby"), []string{"m1"})
 		})
 	}
+	if st := tc.nodes[1].node.Stats(); !st.Connected || st.Nodes != 1 || st.Fed != 0 {
+		t.Fatalf("node B's stats %+v: want connected, hearing one other node, nothing fed", st)
+	}
 	eventually(t, "node B saw m0 leave", func() bool {
 		mu.Lock()
 		defer mu.Unlock()
