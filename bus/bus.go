@@ -27,6 +27,7 @@ type Bus struct {
 	cancel    context.CancelFunc
 	wg        sync.WaitGroup
 	closing   atomic.Bool
+	appending atomic.Int64 // publishes to persisted topics under way
 	closeOnce sync.Once
 	ownStore  *MemoryStore
 
@@ -148,9 +149,22 @@ func (b *Bus) Close() error {
 // If ctx ends first, Shutdown closes the bus at once and returns ctx.Err().
 func (b *Bus) Shutdown(ctx context.Context) error {
 	b.closing.Store(true)
+	// Publishes that got past the closing check before it was set finish
+	// queueing first: those to in-memory topics hold their topic's lock
+	// until they have, those to persisted ones are counted.
+	b.mu.RLock()
+	topics := make([]*topicState, 0, len(b.topics))
+	for _, ts := range b.topics {
+		topics = append(topics, ts)
+	}
+	b.mu.RUnlock()
+	for _, ts := range topics {
+		ts.pubMu.Lock()
+		ts.pubMu.Unlock() // only a barrier: the holder has queued its message
+	}
 	t := time.NewTicker(b.cfg.shutdownTick)
 	defer t.Stop()
-	for !b.idle() {
+	for b.appending.Load() > 0 || !b.idle() {
 		select {
 		case <-ctx.Done():
 			b.Close()

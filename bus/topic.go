@@ -302,6 +302,16 @@ func (ts *topicState) publish(ctx context.Context, e *entry, pc *publishConfig) 
 }
 
 func (ts *topicState) publishPersisted(ctx context.Context, e *entry, rec *dedupeRec) (uint64, error) {
+	// Counted before the check, so that Shutdown, which sets closing and
+	// then waits for the count to fall to 0, sees this publish or this
+	// publish sees it.
+	b := ts.b
+	b.appending.Add(1)
+	defer b.appending.Add(-1)
+	if b.closed() {
+		ts.release(rec, 0)
+		return 0, ErrClosed
+	}
 	data, err := e.bytes()
 	if err != nil {
 		ts.release(rec, 0)

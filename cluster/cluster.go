@@ -237,7 +237,7 @@ func (n *Node) setup(ctx context.Context) error {
 		AllowAtomicPublish: true,
 		Metadata:           map[string]string{"courier_epoch": strconv.FormatUint(binary.BigEndian.Uint64(ep[:]), 10)},
 	}
-	st, err := n.js.CreateStream(ctx, sc)
+	st, err := retryPlacement(ctx, func() (jetstream.Stream, error) { return n.js.CreateStream(ctx, sc) })
 	if errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
 		st, err = n.js.Stream(ctx, n.cfg.Stream)
 		if err == nil && (!st.CachedInfo().Config.AllowAtomicPublish || !slices.Contains(st.CachedInfo().Config.Subjects, n.gsubj())) {
@@ -266,8 +266,10 @@ func (n *Node) setup(ctx context.Context) error {
 	}
 	kv := func(suffix string, history uint8) (jetstream.KeyValue, error) {
 		name := n.cfg.Stream + "_" + suffix
-		b, err := n.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
-			Bucket: name, Storage: jetstream.FileStorage, Replicas: n.cfg.Replicas, History: history,
+		b, err := retryPlacement(ctx, func() (jetstream.KeyValue, error) {
+			return n.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+				Bucket: name, Storage: jetstream.FileStorage, Replicas: n.cfg.Replicas, History: history,
+			})
 		})
 		if err != nil {
 			return nil, fmt.Errorf("%w: bucket %s: %v", ErrUnavailable, name, err)
@@ -283,6 +285,28 @@ func (n *Node) setup(ctx context.Context) error {
 
 // Stream returns the name of the JetStream stream holding the logs.
 func (n *Node) Stream() string { return n.cfg.Stream }
+
+// retryPlacement calls create until JetStream finds servers for the
+// replicas or ctx ends: a NATS cluster that is starting, or has a server
+// restarting, has too few peers for a moment.
+func retryPlacement[T any](ctx context.Context, create func() (T, error)) (T, error) {
+	for {
+		v, err := create()
+		var apiErr *jetstream.APIError
+		if err == nil || !errors.As(err, &apiErr) || apiErr.ErrorCode != jsNoSuitablePeers {
+			return v, err
+		}
+		select {
+		case <-ctx.Done():
+			return v, err
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// jsNoSuitablePeers is JetStream's error code for a stream whose replicas
+// cannot be placed (yet).
+const jsNoSuitablePeers = 10005
 
 // Name returns the node's name.
 func (n *Node) Name() string { return n.cfg.Name }
@@ -480,7 +504,13 @@ func (n *Node) bounded(ctx context.Context) (context.Context, context.CancelFunc
 // last reads the topic's last message from the stream: its stream and
 // topic sequence numbers (0, 0 when there is none).
 func (n *Node) last(ctx context.Context, topic string) (stream, seq uint64, err error) {
-	m, err := n.st.GetLastMsgForSubject(ctx, n.subject(topic))
+	return n.lastSeq(ctx, n.subject(topic))
+}
+
+// lastSeq reads the last message on subject: its stream sequence and its
+// Courier sequence number, if it has one (0, 0 when there is none).
+func (n *Node) lastSeq(ctx context.Context, subject string) (stream, seq uint64, err error) {
+	m, err := n.st.GetLastMsgForSubject(ctx, subject)
 	if errors.Is(err, jetstream.ErrMsgNotFound) {
 		return 0, 0, nil
 	}
@@ -1258,10 +1288,30 @@ func (n *Node) publishGroup(ctx context.Context, node, group, pattern string, jo
 	if joined {
 		m.Header.Set(hJoined, "1")
 	}
-	if _, err := n.js.PublishMsg(ctx, m); err != nil {
-		return fmt.Errorf("cluster: queue group %q: %w", group, n.wrap(err))
+	// Like every message Courier puts in the stream, a registration names
+	// the last one on its subject. Registrations need no such order, but a
+	// JetStream server then never mixes messages with and without the
+	// check, which the Go race detector reports as a data race inside
+	// nats-server (its first check on a stream leader initializes state
+	// that its apply loop reads without a lock).
+	for {
+		last, _, err := n.lastSeq(ctx, n.gsubj())
+		if err != nil {
+			return fmt.Errorf("cluster: queue group %q: %w", group, err)
+		}
+		_, err = n.js.PublishMsg(ctx, m, jetstream.WithExpectLastSequencePerSubject(last))
+		var apiErr *jetstream.APIError
+		switch {
+		case err == nil:
+			return nil
+		case errors.As(err, &apiErr) && (apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence || apiErr.ErrorCode == 10164):
+			if ctx.Err() != nil {
+				return fmt.Errorf("cluster: queue group %q: %w", group, n.wrap(ctx.Err()))
+			}
+		default:
+			return fmt.Errorf("cluster: queue group %q: %w", group, n.wrap(err))
+		}
 	}
-	return nil
 }
 
 // onGroup hands a registration to the feed; live is false while Attach

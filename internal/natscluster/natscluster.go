@@ -122,6 +122,11 @@ func (c *Cluster) WaitReady(d time.Duration) error {
 				// with replicas cannot be placed yet.
 				if jsz, err := s.Jsz(nil); err == nil && jsz.Meta != nil && len(jsz.Meta.Replicas)+1 >= c.running() {
 					leader = true
+					for _, p := range jsz.Meta.Replicas {
+						if p.Offline || !p.Current {
+							leader = false
+						}
+					}
 				}
 			}
 		}
