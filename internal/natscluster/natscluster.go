@@ -30,6 +30,23 @@ type Cluster struct {
 // Start starts n servers (n ≥ 1) keeping their files under dir, and waits
 // until JetStream is ready on all of them.
 func Start(n int, dir string) (*Cluster, error) {
+	// The ports are found free, closed, then taken by the servers: another
+	// process may take one in between. Then start again on other ports.
+	var err error
+	for try := range 3 {
+		d := dir
+		if try > 0 {
+			d = filepath.Join(dir, "retry-"+strconv.Itoa(try)) // not the failed start's files
+		}
+		var c *Cluster
+		if c, err = start(n, d); err == nil {
+			return c, nil
+		}
+	}
+	return nil, err
+}
+
+func start(n int, dir string) (*Cluster, error) {
 	c := &Cluster{name: "courier", dir: dir, servers: make([]*server.Server, n)}
 	for range n {
 		p, err := freePort()
@@ -93,7 +110,7 @@ func (c *Cluster) start(i int) error {
 		return fmt.Errorf("natscluster: server %d: %w", i, err)
 	}
 	go s.Start()
-	if !s.ReadyForConnections(10 * time.Second) {
+	if !s.ReadyForConnections(20 * time.Second) {
 		s.Shutdown()
 		return fmt.Errorf("natscluster: server %d did not start", i)
 	}
