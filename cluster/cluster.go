@@ -584,6 +584,15 @@ func (n *Node) Append(ctx context.Context, topic string, r bus.Record) (uint64, 
 		}
 		n.mu.Unlock()
 		if closed {
+			// No goroutine may start now: fail what queued behind this.
+			l.mu.Lock()
+			q := l.queue
+			l.queue, l.busy = nil, false
+			l.mu.Unlock()
+			for _, p := range q {
+				p.err = errClosed
+				close(p.done)
+			}
 			return 0, errClosed
 		}
 		go func() {
