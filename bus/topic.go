@@ -109,7 +109,9 @@ func (t *Topic[T]) Epoch() uint64 { return t.ts.epoch }
 // queued for every matching subscription. It waits, within ctx, for
 // subscriptions with the Block policy to have room; if ctx ends first
 // nothing is published and ctx.Err() is returned. A [Volatile] publish
-// returns 0.
+// returns 0. With a [Broker], a publish made from a handler of this bus
+// returns once the broker has stored the message, without waiting for it
+// to be queued here.
 func (t *Topic[T]) Publish(ctx context.Context, v T, opts ...PublishOption) (uint64, error) {
 	if t.b.closed() {
 		return 0, ErrClosed
