@@ -2,9 +2,7 @@ package bus
 
 import (
 	"context"
-	"encoding/binary"
 	"fmt"
-	"hash/fnv"
 	"slices"
 	"sync"
 	"time"
@@ -267,15 +265,22 @@ func (ts *topicState) apply(e *entry) {
 	ts.published++
 	ts.hist.push(e)
 	ts.dispatch(e, false)
-	w := ts.waiters
-	ts.waiters = nil
-	ts.pubMu.Unlock()
-	for _, c := range w {
-		if c.seq <= e.seq {
-			close(c.done)
-		} else {
-			ts.addWaiter(c)
+	var done []seqWaiter
+	if len(ts.waiters) > 0 {
+		rest := ts.waiters[:0]
+		for _, w := range ts.waiters {
+			if w.seq <= e.seq {
+				done = append(done, w)
+			} else {
+				rest = append(rest, w)
+			}
 		}
+		clear(ts.waiters[len(rest):])
+		ts.waiters = rest
+	}
+	ts.pubMu.Unlock()
+	for _, w := range done {
+		close(w.done)
 	}
 }
 
@@ -328,7 +333,8 @@ func (b *Bus) sharePresence(ctx context.Context, room string, m *Member, joined 
 	return nil
 }
 
-// remoteRoomMembers merges the members of other buses into a sorted list.
+// withRemote merges the members of room on other buses into local, a
+// sorted list.
 func (b *Bus) withRemote(room string, local []string) []string {
 	if b.cfg.broker == nil {
 		return local
@@ -438,12 +444,20 @@ func (b *Bus) ownsGroup(group, topic string, seq uint64) bool {
 		return true
 	}
 	slices.Sort(nodes)
-	h := fnv.New64a()
-	h.Write([]byte(topic))
-	var n [8]byte
-	binary.BigEndian.PutUint64(n[:], seq)
-	h.Write(n[:])
-	return nodes[h.Sum64()%uint64(len(nodes))] == gb.Name()
+	return nodes[pick(topic, seq)%uint64(len(nodes))] == gb.Name()
+}
+
+// pick hashes a message's topic and number (FNV-1a), the same on every bus.
+func pick(topic string, seq uint64) uint64 {
+	const prime = 1099511628211
+	h := uint64(14695981039346656037)
+	for i := 0; i < len(topic); i++ {
+		h = (h ^ uint64(topic[i])) * prime
+	}
+	for i := 56; i >= 0; i -= 8 {
+		h = (h ^ uint64(byte(seq>>i))) * prime
+	}
+	return h
 }
 
 // shareGroup tells the broker about this bus's first subscription in a

@@ -418,7 +418,7 @@ func (n *Node) Close() error {
 
 // ---- the shared log
 
-// record is the Courier part of a message in the stream, beyond its seq,
+// recordMeta is the Courier part of a message in the stream, beyond its seq,
 // time and data.
 type recordMeta struct {
 	PublisherID  string            `json:"pid,omitempty"`
@@ -434,7 +434,7 @@ func (n *Node) subject(topic string) string { return n.subj + topic }
 // that every node applies them at the same point of the log.
 func (n *Node) gsubj() string { return n.cfg.Prefix + ".g" }
 
-func (n *Node) log_(topic string) *topicLog {
+func (n *Node) logOf(topic string) *topicLog {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	l := n.topics[topic]
@@ -531,9 +531,16 @@ func (n *Node) Topic(ctx context.Context, topic string) (bus.TopicState, error) 
 	}
 	ctx, cancel := n.bounded(ctx)
 	defer cancel()
-	_, last, err := n.last(ctx, topic)
+	st, _, err := n.bounds(ctx, topic)
+	return st, err
+}
+
+// bounds reads the topic's first and last messages: its state, and the
+// stream sequence of its last message (0 when it has none).
+func (n *Node) bounds(ctx context.Context, topic string) (bus.TopicState, uint64, error) {
+	end, last, err := n.last(ctx, topic)
 	if err != nil {
-		return bus.TopicState{}, fmt.Errorf("cluster: topic %q: %w", topic, err)
+		return bus.TopicState{}, 0, fmt.Errorf("cluster: topic %q: %w", topic, err)
 	}
 	st := bus.TopicState{Epoch: n.ep, Last: last}
 	if last > 0 {
@@ -542,16 +549,16 @@ func (n *Node) Topic(ctx context.Context, topic string) (bus.TopicState, error) 
 		case errors.Is(err, jetstream.ErrMsgNotFound):
 			st.First = 0
 		case err != nil:
-			return bus.TopicState{}, fmt.Errorf("cluster: topic %q: %w", topic, n.wrap(err))
+			return bus.TopicState{}, 0, fmt.Errorf("cluster: topic %q: %w", topic, n.wrap(err))
 		default:
 			var r bus.Record
 			if err := decode(m.Header, nil, &r); err != nil {
-				return bus.TopicState{}, err
+				return bus.TopicState{}, 0, err
 			}
 			st.First = r.Seq
 		}
 	}
-	return st, nil
+	return st, end, nil
 }
 
 // Append implements [bus.Store]: it gives the record the topic's next
@@ -569,7 +576,7 @@ func (n *Node) Append(ctx context.Context, topic string, r bus.Record) (uint64, 
 	if err := ctx.Err(); err != nil {
 		return 0, err
 	}
-	l := n.log_(topic)
+	l := n.logOf(topic)
 	p := &pending{r: r, done: make(chan struct{})}
 	l.mu.Lock()
 	l.queue = append(l.queue, p)
@@ -792,13 +799,12 @@ func (n *Node) publishBatch(ctx context.Context, subject string, l *topicLog, ba
 	return 0, errors.New("cluster: empty batch")
 }
 
-// find returns the stream sequence of the first message of topic whose
-// key (topic seq or time) is at least want, searching between stream
-// sequences lo and hi; 0 when there is none.
-func (n *Node) find(ctx context.Context, topic string, hi uint64, key func(*bus.Record) bool) (uint64, error) {
+// find returns the stream sequence and the sequence number of the first
+// message of topic, up to stream sequence hi, for which key holds (key
+// must be false, then true, along the topic); 0, 0 when there is none.
+func (n *Node) find(ctx context.Context, topic string, hi uint64, key func(*bus.Record) bool) (stream, seq uint64, err error) {
 	subj := n.subject(topic)
 	lo := uint64(1)
-	found := uint64(0)
 	for lo <= hi {
 		mid := lo + (hi-lo)/2
 		m, err := n.st.GetMsg(ctx, mid, jetstream.WithGetMsgSubject(subj))
@@ -807,23 +813,20 @@ func (n *Node) find(ctx context.Context, topic string, hi uint64, key func(*bus.
 			continue
 		}
 		if err != nil {
-			return 0, n.wrap(err)
+			return 0, 0, n.wrap(err)
 		}
 		var r bus.Record
 		if err := decode(m.Header, nil, &r); err != nil {
-			return 0, err
+			return 0, 0, err
 		}
 		if key(&r) {
-			found = m.Sequence
-			if mid == 0 {
-				break
-			}
+			stream, seq = m.Sequence, r.Seq
 			hi = mid - 1
 		} else {
 			lo = m.Sequence + 1
 		}
 	}
-	return found, nil
+	return stream, seq, nil
 }
 
 // Read implements [bus.Store].
@@ -833,7 +836,7 @@ func (n *Node) Read(ctx context.Context, topic string, from uint64, limit int, b
 	}
 	ctx, cancel := n.bounded(ctx)
 	defer cancel()
-	st, err := n.Topic(ctx, topic)
+	st, end, err := n.bounds(ctx, topic)
 	if err != nil {
 		return buf, err
 	}
@@ -846,11 +849,7 @@ func (n *Node) Read(ctx context.Context, topic string, from uint64, limit int, b
 	if st.First == 0 || from < st.First {
 		return buf, fmt.Errorf("%w: topic %q seq %d (the shared log starts at %d)", bus.ErrNotCovered, topic, from, st.First)
 	}
-	end, _, err := n.last(ctx, topic)
-	if err != nil {
-		return buf, err
-	}
-	at, err := n.find(ctx, topic, end, func(r *bus.Record) bool { return r.Seq >= from })
+	at, _, err := n.find(ctx, topic, end, func(r *bus.Record) bool { return r.Seq >= from })
 	if err != nil || at == 0 {
 		return buf, err
 	}
@@ -931,22 +930,14 @@ func (n *Node) SeqAt(ctx context.Context, topic string, t time.Time) (uint64, er
 	if err != nil || end == 0 {
 		return last + 1, err
 	}
-	at, err := n.find(ctx, topic, end, func(r *bus.Record) bool { return !r.Time.Before(t) })
+	at, seq, err := n.find(ctx, topic, end, func(r *bus.Record) bool { return !r.Time.Before(t) })
 	if err != nil {
 		return 0, err
 	}
 	if at == 0 {
 		return last + 1, nil
 	}
-	m, err := n.st.GetMsg(ctx, at)
-	if err != nil {
-		return 0, n.wrap(err)
-	}
-	var r bus.Record
-	if err := decode(m.Header, nil, &r); err != nil {
-		return 0, err
-	}
-	return r.Seq, nil
+	return seq, nil
 }
 
 // ---- durable consumers
