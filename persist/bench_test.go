@@ -13,36 +13,50 @@ import (
 	"github.com/courierbus/courier/bus"
 )
 
-// benchRecord is the record every write benchmark stores: 64 bytes of data.
-func benchRecord() bus.Record {
-	data := make([]byte, 64)
+// benchRecord is the record the write benchmarks store: 64 bytes of data
+// unless a size is given.
+func benchRecord(size ...int) bus.Record {
+	n := 64
+	if len(size) > 0 {
+		n = size[0]
+	}
+	data := make([]byte, n)
 	for i := range data {
 		data[i] = byte('a' + i%26)
 	}
 	return bus.Record{Time: time.Now(), Data: data}
 }
 
-// BenchmarkAppend appends 64-byte records to one topic from a fixed number
-// of concurrent publishers, which split b.N between them.
+// BenchmarkAppend appends records (64 bytes of data, or 1500: more than a
+// KiB, the size that once went to Badger's value log) to one topic from a
+// fixed number of concurrent publishers, which split b.N between them.
 func BenchmarkAppend(b *testing.B) {
 	for _, tc := range []struct {
 		mode       string
 		opts       []Option
 		publishers int
+		size       int
 	}{
-		{"synced", nil, 1},
-		{"synced", nil, 16},
-		{"synced", nil, 64},
-		{"buffered", []Option{Buffered()}, 1},
-		{"buffered", []Option{Buffered()}, 64},
+		{"synced", nil, 1, 64},
+		{"synced", nil, 16, 64},
+		{"synced", nil, 64, 64},
+		{"synced", nil, 1, 1500},
+		{"synced", nil, 16, 1500},
+		{"synced", nil, 64, 1500},
+		{"buffered", []Option{Buffered()}, 1, 64},
+		{"buffered", []Option{Buffered()}, 64, 64},
 	} {
-		b.Run(fmt.Sprintf("%s/publishers=%d", tc.mode, tc.publishers), func(b *testing.B) {
+		name := fmt.Sprintf("%s/publishers=%d", tc.mode, tc.publishers)
+		if tc.size != 64 {
+			name += fmt.Sprintf("/size=%d", tc.size)
+		}
+		b.Run(name, func(b *testing.B) {
 			s, err := Open(b.TempDir(), tc.opts...)
 			if err != nil {
 				b.Fatal(err)
 			}
 			defer s.Close()
-			rec := benchRecord()
+			rec := benchRecord(tc.size)
 			ctx := context.Background()
 			b.ReportAllocs()
 			var next atomic.Int64
