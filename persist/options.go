@@ -43,6 +43,7 @@ type config struct {
 	retentionEvery time.Duration
 	gcEvery        time.Duration
 	onCommit       func(CommitInfo)
+	boot           func() string // names this boot of the machine
 }
 
 type rule struct {
@@ -56,6 +57,7 @@ func defaultConfig() config {
 		maxRecord:      DefaultMaxRecordSize,
 		retentionEvery: 10 * time.Second,
 		gcEvery:        time.Minute,
+		boot:           bootID,
 	}
 }
 

@@ -185,7 +185,7 @@ func (s *Store) submit(o *op) bool {
 // nothing worth rewriting.
 func (s *Store) collect() {
 	for !s.stopping() {
-		err := s.db.RunValueLogGC(0.5)
+		err := s.collectOnce()
 		if err == nil {
 			continue
 		}
@@ -194,4 +194,26 @@ func (s *Store) collect() {
 		}
 		return
 	}
+}
+
+// collectOnce runs one pass of Badger's value-log GC. The pass moves a
+// file's live values to the head of the log and then deletes the file,
+// with no sync in between: a power cut could keep the deletion and lose the
+// moved values. An iterator open across the pass makes Badger put off the
+// deletion until it closes, so a synced store syncs the moved values (and
+// any new file's name) first.
+func (s *Store) collectOnce() error {
+	txn := s.db.NewTransaction(false)
+	defer txn.Discard()
+	it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte{0}}) // holds off deletions
+	defer it.Close()
+	err := s.db.RunValueLogGC(0.5)
+	if err == nil && !s.cfg.buffered {
+		if serr := s.sync(true); serr != nil {
+			s.failed.Store(&serr)
+			s.cfg.logger.Error("persist: sync after value log gc failed; the store refuses writes until reopened", "err", serr)
+			return serr
+		}
+	}
+	return err
 }

@@ -23,6 +23,7 @@ type Store struct {
 	cfg    config
 	db     *badger.DB
 	marker *os.File // open and flock'ed while the store is open
+	dur    *durability
 
 	// gate orders operations against Close: an operation holds it for
 	// reading while it registers in inflight; Close takes it for writing to
@@ -52,6 +53,8 @@ type Store struct {
 	// batches counts committed batches; committed the changes in them.
 	batches   atomic.Uint64
 	committed atomic.Uint64
+	// dropped counts the records Open dropped from torn tails.
+	dropped uint64
 
 	// failNext and failSync, when set by a test, make the writer fail the
 	// next batch's commit or sync with the error they return.
@@ -67,7 +70,10 @@ const (
 	numMemtables   = 3
 	baseTableSize  = 2 << 20
 	indexCacheSize = 8 << 20
-	valueThreshold = 1 << 10  // larger values go to the value log
+	// valueThreshold is Badger's largest: a record under a MiB is written
+	// with its key in the memtable log, so that one sync makes both
+	// durable; larger ones go to the value log (see sync.go).
+	valueThreshold = 1 << 20
 	valueLogFile   = 64 << 20 // value log file size
 )
 
@@ -80,8 +86,8 @@ const (
 // bus.ErrInvalidOption reports a bad option.
 //
 // Badger runs with a small-memory profile rather than its server defaults:
-// 8 MiB memtables (at most three), 2 MiB tables on every level, values over
-// 1 KiB in the value log, no block cache (blocks are not compressed) and an
+// 8 MiB memtables (at most three), 2 MiB tables on every level, values of a
+// MiB and more in the value log, no block cache (blocks are not compressed) and an
 // 8 MiB index cache. Measured on Linux/amd64 with Go 1.26 (TestRestartLong),
 // a store holding a million 64-byte records opens in 10 to 20 ms and adds
 // about 8 MiB to the process's resident set, 11 MiB after reading a few
@@ -102,36 +108,69 @@ func Open(dir string, opts ...Option) (*Store, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	marker, err := prepareDir(dir)
+	s, err := open(dir, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("persist: open %s: %w", dir, err)
-	}
-	if err := dropEmptyLogs(dir); err != nil {
-		marker.Close()
-		return nil, fmt.Errorf("persist: open %s: %w", dir, err)
-	}
-	db, err := badger.Open(badgerOptions(dir, &cfg))
-	if err != nil {
-		marker.Close()
-		if strings.Contains(err.Error(), "Another process is using this Badger database") {
-			err = fmt.Errorf("%w: %v", ErrLocked, err)
-		}
-		return nil, fmt.Errorf("persist: open %s: %w", dir, err)
-	}
-	s := &Store{
-		cfg:    cfg,
-		db:     db,
-		marker: marker,
-		ops:    make(chan *op, opQueue),
-		stopBG: make(chan struct{}),
-		stopW:  make(chan struct{}),
-		topics: make(map[string]topicState),
 	}
 	s.w.init(s)
 	s.wWG.Add(1)
 	go func() { defer s.wWG.Done(); s.w.run() }()
 	s.bgWG.Add(1)
 	go func() { defer s.bgWG.Done(); s.background() }()
+	return s, nil
+}
+
+// open takes dir, opens Badger in it and repairs what a crash left (see
+// recover.go and session.go), releasing what it took when it fails.
+func open(dir string, cfg config) (_ *Store, err error) {
+	s := &Store{
+		cfg:    cfg,
+		ops:    make(chan *op, opQueue),
+		stopBG: make(chan struct{}),
+		stopW:  make(chan struct{}),
+		topics: make(map[string]topicState),
+	}
+	if s.marker, err = prepareDir(dir); err != nil {
+		return nil, err
+	}
+	defer func() {
+		if err != nil {
+			if s.dur != nil {
+				s.dur.close()
+			}
+			if s.db != nil {
+				s.db.Close()
+			}
+			s.marker.Close()
+		}
+	}()
+	if err := dropEmptyLogs(dir); err != nil {
+		return nil, err
+	}
+	last, err := readLastRun(dir)
+	if err != nil {
+		return nil, err
+	}
+	if s.db, err = openBadger(dir, &s.cfg); err != nil {
+		if strings.Contains(err.Error(), "Another process is using this Badger database") {
+			err = fmt.Errorf("%w: %v", ErrLocked, err)
+		}
+		return nil, err
+	}
+	if last.unclean {
+		if err := syncLogs(dir); err != nil {
+			return nil, err
+		}
+	}
+	if s.dur, err = openDurability(dir); err != nil {
+		return nil, err
+	}
+	if s.dropped, err = s.recoverTails(last.mayHaveLost(s.cfg.boot())); err != nil {
+		return nil, err
+	}
+	if err := markRunning(dir, &s.cfg); err != nil {
+		return nil, err
+	}
 	return s, nil
 }
 
@@ -181,6 +220,12 @@ func (s *Store) close() error {
 	close(s.stopW) // nothing can queue an op any more
 	s.wWG.Wait()
 	err := s.db.Close()
+	if err == nil {
+		err = clearRunning(s.dur.dir)
+	}
+	if derr := s.dur.close(); err == nil {
+		err = derr
+	}
 	if merr := s.marker.Close(); err == nil {
 		err = merr // releases the directory lock
 	}
@@ -600,13 +645,17 @@ type Stats struct {
 	LSMBytes int64  // Badger's index and small values on disk
 	LogBytes int64  // Badger's value log on disk
 	Failed   bool   // a sync failed: the store refuses writes until reopened
+	// Dropped counts the records Open dropped because a crash left them
+	// unreadable at the end of their topic's log (none was acknowledged
+	// by a synced store); each such topic got a new epoch.
+	Dropped uint64
 }
 
 // Stats returns a snapshot of the store's counters. It is safe for
 // concurrent use and cheap: the disk sizes are Badger's own estimates,
 // refreshed periodically.
 func (s *Store) Stats() Stats {
-	st := Stats{Batches: s.batches.Load(), Ops: s.committed.Load(), Failed: s.failed.Load() != nil}
+	st := Stats{Batches: s.batches.Load(), Ops: s.committed.Load(), Failed: s.failed.Load() != nil, Dropped: s.dropped}
 	if s.begin() {
 		defer s.end()
 		st.LSMBytes, st.LogBytes = s.db.Size()

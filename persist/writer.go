@@ -204,13 +204,13 @@ func (w *writer) commit() {
 	w.carry = append(w.carry, ops[n:]...)
 	ops = ops[:n]
 	if err == nil && !s.cfg.buffered {
-		// SyncWrites=false plus one Sync per batch: Badger with SyncWrites
+		// SyncWrites=false plus one sync per batch: Badger with SyncWrites
 		// would sync once per transaction it merges, not once per batch.
-		serr := s.db.Sync()
-		if f := s.failSync.Swap(nil); f != nil && serr == nil {
-			serr = (*f)()
+		vlog := false
+		for _, o := range ops {
+			vlog = vlog || o.kind == opAppend && o.size >= valueThreshold
 		}
-		if serr != nil {
+		if serr := s.sync(vlog); serr != nil {
 			err = fmt.Errorf("sync: %w", serr)
 			s.failed.Store(&serr)
 			s.cfg.logger.Error("persist: sync failed; the store refuses writes until reopened", "err", serr)
