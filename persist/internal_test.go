@@ -394,19 +394,19 @@ func (h *errorLog) Handle(ctx context.Context, r slog.Record) error {
 // large records (kept in the value log) that retention dropped.
 func TestValueLogGC(t *testing.T) {
 	log := &errorLog{Handler: slog.DiscardHandler}
-	s := mustOpen(t, t.TempDir(), Buffered(), WithLogger(slog.New(log)),
+	s := mustOpen(t, t.TempDir(), Buffered(), WithLogger(slog.New(log)), MaxRecordSize(2<<20),
 		Retain(Limits{Count: 10}), RetentionInterval(time.Millisecond))
 	ctx := context.Background()
-	big := bytes.Repeat([]byte("v"), 8<<10)
-	for range 2000 {
+	big := bytes.Repeat([]byte("v"), valueThreshold+100<<10) // in the value log
+	for range 200 {
 		if _, err := s.Append(ctx, "gc", bus.Record{Data: big}); err != nil {
 			t.Fatal(err)
 		}
 	}
 	deadline := time.Now().Add(10 * time.Second)
-	for st, _, _ := s.state("gc"); st.first != 1991; st, _, _ = s.state("gc") {
+	for st, _, _ := s.state("gc"); st.first != 191; st, _, _ = s.state("gc") {
 		if time.Now().After(deadline) {
-			t.Fatalf("retention left first at %d, want 1991", st.first)
+			t.Fatalf("retention left first at %d, want 191", st.first)
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
@@ -416,7 +416,7 @@ func TestValueLogGC(t *testing.T) {
 	if len(log.errors) > 0 {
 		t.Fatalf("errors logged: %q", log.errors)
 	}
-	if recs, err := s.Read(ctx, "gc", 1991, 100, nil); err != nil || len(recs) != 10 || !bytes.Equal(recs[9].Data, big) {
+	if recs, err := s.Read(ctx, "gc", 191, 100, nil); err != nil || len(recs) != 10 || !bytes.Equal(recs[9].Data, big) {
 		t.Fatalf("Read after GC = %d records, %v", len(recs), err)
 	}
 }

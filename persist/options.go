@@ -217,3 +217,9 @@ func (o onCommitOption) apply(c *config) { c.onCommit = o.f }
 // goroutine: f must return quickly (update a metric, no I/O). Package
 // observe uses it for its batch-size and commit-latency histograms.
 func OnCommit(f func(CommitInfo)) Option { return onCommitOption{f} }
+
+// bootOption names the machine's boot for a test, which simulates a reboot
+// by changing it (see lastRun).
+type bootOption string
+
+func (o bootOption) apply(c *config) { c.boot = func() string { return string(o) } }
