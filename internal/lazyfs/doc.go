@@ -1,0 +1,57 @@
+// Package lazyfs is a power-loss test kit: an in-memory FUSE file system
+// that keeps every write in memory until its file is fsync'd, and every
+// create, rename and unlink until its directory is fsync'd, so that a test
+// can cut the power and see what a real crash would have left.
+//
+// # The model
+//
+// Every inode has two views. The current view is what reads see now. The
+// durable view is what survives a cut. Writes, truncates and fallocate
+// change only the current view of a file; an fsync of the file (fsync,
+// fdatasync, or msync(MS_SYNC) of a shared mapping, which the kernel turns
+// into an FSYNC after writing the dirty pages back) copies its current data
+// and size into its durable view. Namespace operations (create, mkdir,
+// unlink, rmdir, rename) change only the current entries of a directory;
+// which fsync makes them durable depends on the [Rule]:
+//
+//   - [RulePOSIX]: a directory's entries become durable when that
+//     directory is fsync'd. A file that was fsync'd but whose directory
+//     was not vanishes at a cut.
+//   - [RuleExt4]: any fsync, of a file or a directory, makes every pending
+//     namespace operation of the file system durable, as ext4's journal
+//     does; other files' data still needs their own fsync.
+//
+// At a cut ([FS.Cut], or [FS.CutAfterSync] right after a chosen fsync)
+// the durable views freeze and every later request fails with EIO.
+// [FS.Restart] unmounts, replaces every current view by its durable view and
+// mounts again at the same directory: a file whose name was never durable is
+// gone, an unlinked file whose directory was not synced is back, a renamed
+// file has its old name, and a file whose name is durable but whose data
+// never was is empty. Storage is sparse, in 4 KiB pages shared between the
+// views until written, so an fsync copies only the pages dirtied since the
+// previous one.
+//
+// The file system is served by the test process through /dev/fuse; other
+// processes (children re-executed from the test binary, nats-server) use
+// the mount point as an ordinary directory. Writable shared mappings work
+// (no direct I/O), and flock is emulated by the kernel. Only regular files
+// and directories exist: no symlinks, hard links or xattrs. Attributes other
+// than the size (mode, owner, times) have a single view.
+//
+// # Use from a test
+//
+// [Mount] skips the test when FUSE is unusable, or fails it when the
+// environment has COURIER_REQUIRE_FUSE=1, and unmounts at the end:
+//
+//	func TestSurvivesPowerCut(t *testing.T) {
+//		f := lazyfs.Mount(t, "", lazyfs.RulePOSIX)
+//		db := openStore(t, f.Dir())
+//		publish(t, db, "acked") // returns after its fsyncs
+//		f.Cut()                 // the power goes: nothing else reaches the disk
+//		db.Close()              // fails with EIO; that is expected
+//		if err := f.Restart(); err != nil {
+//			t.Fatal(err)
+//		}
+//		mustRead(t, openStore(t, f.Dir()), "acked")
+//	}
+package lazyfs
