@@ -12,6 +12,9 @@ func TestMain(m *testing.M) {
 	if os.Getenv(crashChildEnv) != "" {
 		crashChild() // never returns: the parent kills it
 	}
+	if os.Getenv(powerChildEnv) != "" {
+		powerChild() // never returns: the parent kills it
+	}
 	if os.Getenv(restartChildEnv) != "" {
 		restartChild()
 		os.Exit(0)
