@@ -38,7 +38,7 @@ type descs struct {
 	resumesUnrecovered, resumesFailed, slow, bad, ended       *prometheus.Desc
 	framesIn, framesOut, errorFrames                          *prometheus.Desc
 
-	commits, ops, diskBytes, failed *prometheus.Desc
+	commits, ops, diskBytes, failed, openDropped *prometheus.Desc
 }
 
 func newDesc(name, help string, labels ...string) *prometheus.Desc {
@@ -77,10 +77,11 @@ func newDescs() descs {
 		framesOut:          newDesc("bridge_frames_sent_total", "Protocol frames sent to clients."),
 		errorFrames:        newDesc("bridge_error_frames_total", "Error frames sent to clients, by protocol error code.", "code"),
 
-		commits:   newDesc("persist_commits_total", "Batches committed by the store's writer (group commit)."),
-		ops:       newDesc("persist_committed_ops_total", "Changes committed: appends and consumer positions."),
-		diskBytes: newDesc("persist_disk_bytes", "Badger's size on disk, by part: lsm (index and small values) and vlog (value log).", "part"),
-		failed:    newDesc("persist_write_failed", "1 when a sync failed and the store refuses writes until reopened, else 0."),
+		commits:     newDesc("persist_commits_total", "Batches committed by the store's writer (group commit)."),
+		ops:         newDesc("persist_committed_ops_total", "Changes committed: appends and consumer positions."),
+		diskBytes:   newDesc("persist_disk_bytes", "Badger's size on disk, by part: lsm (index and small values) and vlog (value log).", "part"),
+		failed:      newDesc("persist_write_failed", "1 when a sync failed and the store refuses writes until reopened, else 0."),
+		openDropped: newDesc("persist_dropped_at_open_records", "Records the store dropped as it opened because a crash left them unreadable at the end of a topic's log."),
 	}
 }
 
@@ -123,7 +124,7 @@ func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 		}
 	}
 	if c.cfg.store != nil {
-		for _, x := range []*prometheus.Desc{d.commits, d.ops, d.diskBytes, d.failed} {
+		for _, x := range []*prometheus.Desc{d.commits, d.ops, d.diskBytes, d.failed, d.openDropped} {
 			ch <- x
 		}
 	}
@@ -252,6 +253,7 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 			failed = 1
 		}
 		gauge(d.failed, failed)
+		gauge(d.openDropped, float64(s.Dropped))
 	}
 	if c.cfg.commits != nil {
 		c.cfg.commits.Collect(ch)

@@ -249,6 +249,7 @@ func TestMetricsAfterWorkload(t *testing.T) {
 	want[`courier_persist_commit_batch_ops_sum`] = 18
 	want[`courier_persist_commit_duration_seconds_count`] = float64(st.Batches)
 	want[`courier_persist_write_failed`] = 0
+	want[`courier_persist_dropped_at_open_records`] = 0
 	want[`courier_persist_commit_batch_ops_bucket{le="+Inf"}`] = float64(st.Batches)
 	for k, v := range want {
 		g, ok := got[k]

@@ -26,19 +26,36 @@
 // commit): each batch is one Badger transaction, so the fsync that makes it
 // durable is paid once per batch, not once per record.
 //
-// Synced (the default): each batch is flushed to disk (fsync of Badger's
-// write-ahead log and value log) before any of its Append calls return. What
-// Append acknowledged survives a crash of the process, of the kernel and a
-// power cut.
+// Synced (the default): each batch is on disk before any of its Append
+// calls return: Badger's value log (where records of a MiB and more go)
+// and then its memtable log are fsynced, and the directory too whenever a
+// file was created in it since its last sync, so that nothing durable
+// points at what is not and every file that holds the batch can be found.
+// What Append acknowledged survives a crash of the process, of the kernel
+// and a power cut.
 //
-// [Buffered]: Append returns after the commit, without the fsync. What it
+// [Buffered]: Append returns after the commit, without the sync. What it
 // acknowledged survives a crash of the process (Badger's log is a shared
 // memory map that the kernel writes out) but a power cut or kernel crash
-// may lose the last moments. Throughput is several times higher.
+// may lose the last moments, from the end of each topic's log. Throughput
+// is several times higher.
 //
-// Either way a sequence number Append returned is never given to another
-// record, also across restarts: the topic's last sequence number is
-// committed in the same transaction as the record. If a batch fails, every
+// A sequence number Append returned is never given to another record under
+// the same epoch, also across restarts: the topic's last sequence number
+// is committed in the same transaction as the record. A store notes, while
+// it is open, its mode and the machine's boot; when a buffered store was
+// not closed and the machine has booted since, Open gives every topic a
+// new epoch, since what it acknowledged last may be gone.
+//
+// # Recovery
+//
+// Open repairs what a crash can leave. Records left unreadable at the end
+// of a topic's log (a synced store never acknowledged them: their bytes did
+// not all reach the disk) are dropped, with a warning and a count in
+// [Stats].Dropped, and the topic gets a new epoch. A table Badger listed in
+// its manifest just before a power cut, whose file name did not reach the
+// disk, is dropped from the manifest; its records are replayed from the
+// memtable log it was built from, which is still there. If a batch fails, every
 // Append in it returns the error and no sequence number is used up. If a
 // sync fails the store refuses further writes, since the disk's state is
 // then unknown; reopen it. The batch whose sync failed was committed, so
