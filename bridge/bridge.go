@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"path"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -152,11 +153,20 @@ func (b *Bridge) newMelody() *melody.Melody {
 	return m
 }
 
-// ServeHTTP serves the WebSocket at any path under the mount point, and
-// the browser client at "<mount>client.js".
+// ServeHTTP serves the WebSocket at any path under the mount point, the
+// browser client at "<mount>client.js", its TypeScript declarations at
+// "<mount>client.d.ts" and those of the exposed topics at
+// "<mount>topics.d.ts" ([Bridge.TypeScript]).
 func (b *Bridge) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if strings.HasSuffix(r.URL.Path, "/client.js") || r.URL.Path == "client.js" {
+	switch path.Base(r.URL.Path) {
+	case "client.js":
 		b.serveStatic(w, r, "courier.js")
+		return
+	case "client.d.ts":
+		b.serveStatic(w, r, "courier.d.ts")
+		return
+	case "topics.d.ts":
+		b.serveTypes(w, r)
 		return
 	}
 	if !websocket.IsWebSocketUpgrade(r) {

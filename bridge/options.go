@@ -6,10 +6,12 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"reflect"
 	"strings"
 	"time"
 
 	"github.com/courierbus/courier/bridge/internal/wire"
+	"github.com/courierbus/courier/bridge/tsgen"
 	"github.com/courierbus/courier/bus"
 )
 
@@ -62,6 +64,7 @@ func (a Action) room() bool { return a == Join || a == Presence }
 type exposure struct {
 	pattern string
 	actions []Action
+	typ     reflect.Type // ExposeTyped's payload type, or nil
 }
 
 type config struct {
@@ -74,6 +77,7 @@ type config struct {
 	topics       []exposure
 	rooms        []exposure
 	origins      []string
+	tsOpts       []tsgen.Option
 
 	resumeWindow     time.Duration
 	handshakeTimeout time.Duration
@@ -302,14 +306,34 @@ func SessionID(ctx context.Context) (id string, ok bool) {
 // exposed. A client's subscription pattern must be covered by one exposed
 // pattern. May be given several times.
 func Expose(pattern string, actions ...Action) Option {
-	return exposeOpt{e: exposure{pattern, actions}}
+	return exposeOpt{e: exposure{pattern: pattern, actions: actions}}
+}
+
+// ExposeTyped is [Expose] for topics whose payloads are T: it opens them
+// the same way and declares T as their payload in the bridge's TypeScript
+// declarations ([Bridge.TypeScript]); for [Request], T is the request's
+// payload. Use it for patterns, whose topics are made as clients name
+// them: a topic bound by [bus.NewTopic] (and an endpoint bound by
+// [bus.NewEndpoint]) declares its own types. The bridge does not check
+// what clients publish against T; a topic bound to a Go type refuses
+// values that do not decode into it ("type_mismatch").
+func ExposeTyped[T any](pattern string, actions ...Action) Option {
+	return exposeOpt{e: exposure{pattern: pattern, actions: actions, typ: reflect.TypeFor[T]()}}
+}
+
+// TypeScriptOptions passes opts to the generator of the bridge's
+// TypeScript declarations ([Bridge.TypeScript]): doc comments parsed from
+// the host's source ([tsgen.WithDocs]) and the TypeScript of types with
+// their own JSON encoding ([tsgen.Override]). May be given several times.
+func TypeScriptOptions(opts ...tsgen.Option) Option {
+	return optFunc(func(c *config) { c.tsOpts = append(c.tsOpts, opts...) })
 }
 
 // ExposeRooms opens the rooms matching pattern to clients for [Join] and
 // [Presence]. Rooms named in a publish's "to" and "except" must be exposed
 // for some action. Rooms are closed unless exposed.
 func ExposeRooms(pattern string, actions ...Action) Option {
-	return exposeOpt{rooms: true, e: exposure{pattern, actions}}
+	return exposeOpt{rooms: true, e: exposure{pattern: pattern, actions: actions}}
 }
 
 // AllowOrigins sets the origins (scheme://host[:port]) whose pages may

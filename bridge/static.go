@@ -4,12 +4,13 @@ import (
 	"bytes"
 	"embed"
 	"net/http"
+	"strings"
 	"time"
 )
 
-// static holds the browser client; it is read-only.
+// static holds the browser client and its declarations; it is read-only.
 //
-//go:embed js/*.js
+//go:embed js/*.js js/*.d.ts
 var static embed.FS
 
 // serveStatic serves an embedded file of js/.
@@ -17,6 +18,10 @@ func (b *Bridge) serveStatic(w http.ResponseWriter, r *http.Request, name string
 	data, err := static.ReadFile("js/" + name)
 	if err != nil {
 		http.NotFound(w, r)
+		return
+	}
+	if strings.HasSuffix(name, ".d.ts") {
+		serveTS(w, r, name, data)
 		return
 	}
 	w.Header().Set("Content-Type", "text/javascript; charset=utf-8")
