@@ -208,7 +208,44 @@ export interface ServerRequest {
   topic: string;
 }
 
-export class Client {
+/**
+ * What a bridge exposes, by action: the payload of each topic name or
+ * pattern (a template literal type such as `chat.${string}`). The bridge
+ * serves its own at '<mount>topics.d.ts' (interface Topics), generated from
+ * the Go types of its topics; courier-ts writes it into a front-end tree.
+ * Request payloads are { request: T; reply: R }.
+ */
+export interface Schema {
+  subscribe: object;
+  publish: object;
+  request: object;
+}
+
+/** The schema of a client given none: any topic, payloads unknown. */
+export interface AnySchema {
+  subscribe: { [topic: string]: unknown };
+  publish: { [topic: string]: unknown };
+  request: { [topic: string]: { request: unknown; reply: unknown } };
+}
+
+/** The topic names and patterns S declares for an action. */
+export type TopicsOf<S extends Schema, A extends keyof Schema> = keyof S[A] & string;
+/** The payload S declares for topic K and an action. */
+export type PayloadOf<S extends Schema, A extends keyof Schema, K extends string> =
+  K extends keyof S[A] ? S[A][K] : never;
+/** The payload of a request to K. */
+export type RequestOf<S extends Schema, K extends string> =
+  PayloadOf<S, 'request', K> extends { request: infer T } ? T : unknown;
+/** The reply of a request to K. */
+export type ReplyOf<S extends Schema, K extends string> =
+  PayloadOf<S, 'request', K> extends { reply: infer R } ? R : unknown;
+
+/**
+ * A client. S, the schema, types the topics and payloads of subscribe,
+ * publish and request: connect<Topics>(url), with Topics from the bridge's
+ * topics.d.ts.
+ */
+export class Client<S extends Schema = AnySchema> {
   /** The WebSocket URL of the current connection, or of the next attempt while offline. */
   readonly url: string;
   /** Every WebSocket URL the client connects to, in turn (one unless connect() was given a list). */
@@ -229,13 +266,23 @@ export class Client {
   on<K extends keyof Events>(event: K, fn: (ev: Events[K]) => void): () => void;
   off<K extends keyof Events>(event: K, fn: (ev: Events[K]) => void): void;
 
-  subscribe<T = unknown>(
-    topic: string,
-    handler: (data: T, msg: Message<T>) => void | Promise<void>,
+  /**
+   * Subscribes to a topic or pattern that S declares for subscribe. A delivery is
+   * acknowledged when the handler returns, or when the promise it returns resolves.
+   */
+  subscribe<K extends TopicsOf<S, 'subscribe'>>(
+    topic: K,
+    handler: (data: PayloadOf<S, 'subscribe', K>, msg: Message<PayloadOf<S, 'subscribe', K>>) => unknown,
     opts?: SubscribeOptions,
   ): Unsubscribe;
-  publish(topic: string, data: unknown, opts?: PublishOptions): Promise<Published>;
-  request<T = unknown>(topic: string, data?: unknown, opts?: { timeout?: number }): Promise<T>;
+  /** Publishes data, of the type S declares for the topic, to a topic S declares for publish. */
+  publish<K extends TopicsOf<S, 'publish'>>(topic: K, data: PayloadOf<S, 'publish', K>, opts?: PublishOptions): Promise<Published>;
+  /** Sends a request to a topic S declares for request; resolves to its reply. */
+  request<K extends TopicsOf<S, 'request'>>(
+    topic: K,
+    data?: RequestOf<S, K>,
+    opts?: { timeout?: number },
+  ): Promise<ReplyOf<S, K>>;
   handle<T = unknown>(topic: string, fn: (data: T, req: ServerRequest) => unknown | Promise<unknown>): () => void;
   join(rooms: string | string[]): Promise<void>;
   leave(rooms: string | string[]): Promise<void>;
@@ -267,8 +314,14 @@ export class Client {
  * (bridge.AllowOrigins).
  *
  *   connect(['wss://a.example.com/bus/', 'wss://b.example.com/bus/'], { auth })
+ *
+ * S types the topics (see Schema): connect<Topics>(url), with Topics
+ * imported from the bridge's '<mount>topics.d.ts'.
  */
-export function connect(url?: string | URL | readonly (string | URL)[], options?: ConnectOptions): Client;
+export function connect<S extends Schema = AnySchema>(
+  url?: string | URL | readonly (string | URL)[],
+  options?: ConnectOptions,
+): Client<S>;
 
 declare const _default: { connect: typeof connect; Client: typeof Client; CourierError: typeof CourierError };
 export default _default;
