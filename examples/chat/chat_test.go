@@ -175,8 +175,15 @@ func TestServesPageAndClient(t *testing.T) {
 	if resp.StatusCode != 200 || !strings.Contains(body, "<title>Courier chat</title>") {
 		t.Fatalf("GET /: status %d, body starts %.80q", resp.StatusCode, body)
 	}
+	if !strings.Contains(body, `<script type="module" src="./chat.js"></script>`) {
+		t.Error("the page does not load its script")
+	}
+	resp, body = get(t, ts.base+"/chat.js")
+	if ct := resp.Header.Get("Content-Type"); resp.StatusCode != 200 || !strings.HasPrefix(ct, "text/javascript") {
+		t.Fatalf("GET /chat.js: status %d, Content-Type %q", resp.StatusCode, ct)
+	}
 	if !strings.Contains(body, "import { connect } from './bus/client.js'") {
-		t.Error("the page does not load courier.js from the bridge")
+		t.Error("the page's script does not load courier.js from the bridge")
 	}
 	resp, body = get(t, ts.base+"/bus/client.js")
 	if ct := resp.Header.Get("Content-Type"); resp.StatusCode != 200 || !strings.HasPrefix(ct, "text/javascript") {

@@ -12,6 +12,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"reflect"
 	"slices"
 	"strconv"
 	"strings"
@@ -24,6 +25,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/courierbus/courier/bridge"
+	"github.com/courierbus/courier/bridge/tsgen"
 	"github.com/courierbus/courier/bus"
 	"github.com/courierbus/courier/observe"
 	"github.com/courierbus/courier/persist"
@@ -31,6 +33,11 @@ import (
 
 //go:embed index.html
 var page []byte
+
+// script is the page's script, served at /chat.js.
+//
+//go:embed chat.js
+var script []byte
 
 // busURLs is the element of the page that lists the bridges it connects
 // to; a server with [Failover] peers writes its own list there.
@@ -147,7 +154,7 @@ func New(b *bus.Bus, opts ...Option) (*Server, error) {
 		bridge.WithLogger(log),
 		bridge.HelloAuth(helloAuth),
 		bridge.Authorize(s.authorize),
-		bridge.Expose(ChatPrefix+"*", bridge.Subscribe, bridge.Publish),
+		bridge.ExposeTyped[Message](ChatPrefix+"*", bridge.Subscribe, bridge.Publish),
 		bridge.Expose("rooms.*", bridge.Request),
 		bridge.ExposeRooms("*", bridge.Join, bridge.Presence),
 	}
@@ -157,6 +164,11 @@ func New(b *bus.Bus, opts ...Option) (*Server, error) {
 	if cfg.sessionKey != nil {
 		bopts = append(bopts, bridge.SessionKey(cfg.sessionKey))
 	}
+	docs, err := tsgen.ParseDocs(typesSource, reflect.TypeFor[Message]().PkgPath())
+	if err != nil {
+		return nil, err
+	}
+	bopts = append(bopts, bridge.TypeScriptOptions(tsgen.WithDocs(docs)))
 	br, err := bridge.New(b, bopts...)
 	if err != nil {
 		return nil, err
@@ -208,6 +220,11 @@ func New(b *bus.Bus, opts ...Option) (*Server, error) {
 		w.Header().Set("Content-Security-Policy",
 			"default-src 'self'; script-src 'self' 'unsafe-inline'; style-src 'unsafe-inline'; connect-src "+csp)
 		w.Write(body)
+	})
+	mux.HandleFunc("GET /chat.js", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/javascript; charset=utf-8")
+		w.Header().Set("Cache-Control", "no-cache")
+		w.Write(script)
 	})
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok\n") })
 	s.handler = mux
@@ -297,28 +314,12 @@ func (s *Server) authorize(ctx context.Context, id bridge.Identity, action bridg
 	return fmt.Errorf("chat: %s is not in the room %q", id.ID, room)
 }
 
-// RoomInfo is a room in the rooms.list answer.
-type RoomInfo struct {
-	Name    string `json:"name"`
-	Members int    `json:"members"`
-}
-
-// Position is a room's history end, the rooms.position answer. The epoch
-// is a string, as on the wire: it uses all 64 bits, which JavaScript
-// numbers cannot hold.
-type Position struct {
-	Room    string `json:"room"`
-	Epoch   string `json:"epoch"`
-	Seq     uint64 `json:"seq"`
-	History int    `json:"history"` // how many messages the page shows on joining
-}
-
 func (s *Server) endpoints() error {
-	list, err := bus.NewEndpoint[struct{}, []RoomInfo](s.bus, RoomsList)
+	list, err := bus.NewEndpoint[RoomsQuery, []RoomInfo](s.bus, RoomsList)
 	if err != nil {
 		return err
 	}
-	if _, err := list.Handle(func(ctx context.Context, _ struct{}) ([]RoomInfo, error) {
+	if _, err := list.Handle(func(ctx context.Context, _ RoomsQuery) ([]RoomInfo, error) {
 		out := []RoomInfo{}
 		for _, r := range s.bus.Rooms() {
 			if bus.ValidateTopic(r) != nil || strings.Contains(r, ".") {
@@ -330,15 +331,11 @@ func (s *Server) endpoints() error {
 	}); err != nil {
 		return err
 	}
-	pos, err := bus.NewEndpoint[struct {
-		Room string `json:"room"`
-	}, Position](s.bus, RoomPosition)
+	pos, err := bus.NewEndpoint[PositionQuery, Position](s.bus, RoomPosition)
 	if err != nil {
 		return err
 	}
-	_, err = pos.Handle(func(ctx context.Context, req struct {
-		Room string `json:"room"`
-	}) (Position, error) {
+	_, err = pos.Handle(func(ctx context.Context, req PositionQuery) (Position, error) {
 		if err := bus.ValidateTopic(req.Room); err != nil || strings.Contains(req.Room, ".") {
 			return Position{}, fmt.Errorf("chat: bad room name %q", req.Room)
 		}
@@ -351,8 +348,8 @@ func (s *Server) endpoints() error {
 	return err
 }
 
-// Handler returns the page, the bridge at /bus/, /metrics, the admin page
-// at /admin/ and /healthz.
+// Handler returns the page (/ and /chat.js), the bridge at /bus/,
+// /metrics, the admin page at /admin/ and /healthz.
 func (s *Server) Handler() http.Handler { return s.handler }
 
 // Shutdown tells clients to come back later (close code 1001), closes the

@@ -1,7 +1,10 @@
 // Package chatapp is the chat of the examples, on a bus it is given: rooms
 // with live presence, the last messages of a room on joining it, and one
-// page (embedded, no build step) that talks to the server through the
-// browser client courier.js. examples/chat runs it on one bus kept in
+// page (embedded, no build step: index.html and chat.js) that talks to the
+// server through the browser client courier.js. chat.js is JavaScript
+// checked by tsc through JSDoc (// @ts-check) against the declarations the
+// bridge generates from the Go types of types.go; bus/ holds a copy of
+// them, written by cmd/courier-ts. examples/chat runs it on one bus kept in
 // Badger; examples/cluster runs it on three buses sharing their topics and
 // rooms through NATS, where the page fails over from node to node.
 //
