@@ -20,7 +20,10 @@
 //     <mount>client.js) and Go programs (bridge/client) speak the wire
 //     protocol of docs/protocol.md: sessions that resume after a dropped
 //     connection, rooms, acks, requests in both directions, limits and
-//     authorization hooks.
+//     authorization hooks. It serves TypeScript declarations of the exposed
+//     topics, generated from their Go types (<mount>topics.d.ts,
+//     docs/typescript.md); cmd/courier-ts writes them into a front-end
+//     tree.
 //   - [github.com/courierbus/courier/cluster]: a bus.Broker on NATS
 //     JetStream. Several processes share topics, rooms, presence, queue
 //     groups, requests and durable consumers, with positions that mean the

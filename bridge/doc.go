@@ -19,6 +19,19 @@
 //	...
 //	br.Shutdown(ctx) // before srv.Shutdown and b.Close
 //
+// # Typed topics in the browser
+//
+// The bridge serves TypeScript declarations beside the client:
+// "<mount>client.d.ts", the client's, and "<mount>topics.d.ts", which maps
+// every exposed topic and pattern to its payload type, per action, from the
+// Go types of the topics bound with [bus.NewTopic], the endpoints bound
+// with [bus.NewEndpoint] and the patterns exposed with [ExposeTyped] (see
+// [Bridge.TypeScript] and package [github.com/courierbus/courier/bridge/tsgen]).
+// A page typed with them (connect<Topics>(url)) does not compile when it
+// publishes a wrong payload or to a topic it may only read. The command
+// courier-ts writes both into a front-end tree; docs/typescript.md has the
+// whole round trip.
+//
 // # Security
 //
 // Before the upgrade, the request's Origin must be the same as its Host
