@@ -67,7 +67,7 @@ export interface Topics {
     [topic: ` + "`chat.${string}`" + `]: chatMessage;
   };
   request: {
-    'rooms.list': { request: Record<string, never>; reply: string[] | null };
+    'rooms.list': { request: { [key: string]: never }; reply: string[] | null };
     [topic: ` + "`rooms.${string}`" + `]: { request: unknown; reply: unknown };
   };
 }

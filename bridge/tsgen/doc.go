@@ -29,7 +29,7 @@
 //     when nil is optional instead ("name?: T").
 //   - Slices and arrays are arrays; arrays of up to 8 elements are
 //     tuples. []byte is a string (base64), [N]byte an array of numbers.
-//   - Maps are Record<string, V>: encoding/json writes string, integer and
+//   - Maps are { [key: string]: V }: encoding/json writes string, integer and
 //     encoding.TextMarshaler keys as strings; other key types are an
 //     error, as they are for encoding/json.
 //   - Structs follow encoding/json's field rules: exported fields only,
@@ -47,8 +47,9 @@
 //   - Named Go types become named TypeScript types (an interface for a
 //     struct, a type alias for the rest), so recursive types work; an
 //     instantiated generic type is named after the type and its type
-//     arguments (Page[Item] is Page_Item). A name two packages share takes
-//     the package's name as a prefix.
+//     arguments (Page[Item] is Page_Item). A name two packages share, and
+//     a name TypeScript or the declarations use already (Topics, Record,
+//     Date, object, class...), takes the package's name as a prefix.
 //   - Channels, functions and complex numbers are an error, as they are
 //     for encoding/json.
 //   - Doc comments of types and fields carry over as /** */ comments when

@@ -1,7 +1,9 @@
 package tsgen
 
 import (
+	"image"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -38,7 +40,7 @@ export interface Topics {
     [topic: ` + "`chat.${string}`" + `]: ChatMessage;
   };
   request: {
-    'rooms.list': { request: Record<string, never>; reply: string[] | null };
+    'rooms.list': { request: { [key: string]: never }; reply: string[] | null };
     [topic: ` + "`rooms.${string}`" + `]: { request: unknown; reply: unknown };
   };
 }
@@ -68,5 +70,26 @@ func TestGenerateUnion(t *testing.T) {
 	want := "    'chat.alerts': Alert;\n    [topic: `chat.${string}`]: (ChatMessage) | (Alert);\n"
 	if !strings.Contains(string(got), want) {
 		t.Errorf("got:\n%s\nwant it to hold:\n%s", got, want)
+	}
+}
+
+func TestGenerateOrder(t *testing.T) {
+	// The same entries in another order give the same text, names of
+	// colliding types included.
+	entries := []Entry{
+		{Name: "a.mine", Publish: true, Type: reflect.TypeFor[Point]()},
+		{Name: "a.theirs", Subscribe: true, Type: reflect.TypeFor[image.Point]()},
+	}
+	want, err := Generate(entries)
+	if err != nil {
+		t.Fatal(err)
+	}
+	slices.Reverse(entries)
+	got, err := Generate(entries)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(got) != string(want) {
+		t.Errorf("reversed entries:\n%s\nwant:\n%s", got, want)
 	}
 }

@@ -27,13 +27,26 @@ type gen struct {
 }
 
 func newGen(cfg config) *gen {
-	return &gen{
+	g := &gen{
 		cfg:   cfg,
 		names: make(map[reflect.Type]string),
 		taken: make(map[string]reflect.Type),
 		decls: make(map[string]string),
 	}
+	for _, n := range reserved {
+		g.taken[n] = nil
+	}
+	return g
 }
+
+// reserved are names a declaration may not take: the interface Generate
+// writes, TypeScript's own types and JavaScript's reserved words (which Go
+// allows as the names of unexported types).
+var reserved = strings.Fields(`Topics any bigint boolean never null number object string symbol undefined unknown void
+	Array Date Error Function Map Object Promise Record Set
+	break case catch class const continue debugger default delete do else enum export extends false finally
+	for function if implements import in instanceof interface let new package private protected public
+	return static super switch this throw true try typeof var while with yield`)
 
 // top is the type of a payload: a whole JSON value.
 func (g *gen) top(t reflect.Type) (string, error) {
@@ -111,7 +124,7 @@ func (g *gen) ref(t reflect.Type) (string, error) {
 	}
 	var d strings.Builder
 	g.writeDoc(&d, "", g.typeDoc(t))
-	if strings.HasPrefix(body, "{") {
+	if t.Kind() == reflect.Struct {
 		fmt.Fprintf(&d, "export interface %s %s\n", name, body)
 	} else {
 		fmt.Fprintf(&d, "export type %s = %s;\n", name, body)
@@ -167,7 +180,7 @@ func (g *gen) body(t reflect.Type) (string, error) {
 		if err != nil {
 			return "", err
 		}
-		return "Record<string, " + v + ">", nil
+		return "{ [key: string]: " + v + " }", nil
 	case reflect.Struct:
 		return g.structBody(t)
 	}
@@ -185,7 +198,7 @@ func arrayOf(e string) string {
 func (g *gen) structBody(t reflect.Type) (string, error) {
 	fields := typeFields(t)
 	if len(fields) == 0 {
-		return "Record<string, never>", nil
+		return "{ [key: string]: never }", nil
 	}
 	var b strings.Builder
 	b.WriteString("{\n")

@@ -192,6 +192,13 @@ type Documented struct {
 
 type Empty struct{}
 
+// Record is a TypeScript name already.
+type Record struct {
+	Next map[string]*Record
+}
+
+type JSONMap map[string]JSONMap
+
 func TestTypes(t *testing.T) {
 	docs, err := ParseDocs(fstest.MapFS{"doc.go": {Data: []byte(`package tsgen
 
@@ -226,9 +233,9 @@ type Documented struct {
 		{"nil type", nil, "unknown", ""},
 		{"pointer", reflect.TypeFor[*int](), "number | null", ""},
 		{"slice", reflect.TypeFor[[]string](), "string[] | null", ""},
-		{"map", reflect.TypeFor[map[string]int](), "Record<string, number> | null", ""},
+		{"map", reflect.TypeFor[map[string]int](), "{ [key: string]: number } | null", ""},
 		{"bytes", reflect.TypeFor[[]byte](), "string | null", ""},
-		{"struct{}", reflect.TypeFor[struct{}](), "Record<string, never>", ""},
+		{"struct{}", reflect.TypeFor[struct{}](), "{ [key: string]: never }", ""},
 		{"anonymous struct", reflect.TypeFor[struct {
 			Room string `json:"room"`
 		}](), "{\n  room: string;\n}", ""},
@@ -238,14 +245,14 @@ type Documented struct {
 			"export interface Tags {\n  renamed: string;\n  \"-\": string;\n  \"my-name\": string;\n  Invalid: string;\n  NoName?: string;\n  quoted: string;\n  quotedp: string | null;\n  notquote: number[] | null;\n}\n"},
 		{"omitempty and omitzero", reflect.TypeFor[Omit](), "Omit",
 			"export interface Basic2 {\n  X: number;\n}\n" +
-				"export interface Omit {\n  s?: string;\n  n?: number;\n  p?: number;\n  l?: string[];\n  m?: Record<string, number>;\n  st: Basic2;\n  arr0?: [];\n  arr2: [number, number];\n  z?: Basic2;\n  zp?: Basic2;\n  zl?: number[];\n  plain: Record<string, string> | null;\n}\n"},
+				"export interface Omit {\n  s?: string;\n  n?: number;\n  p?: number;\n  l?: string[];\n  m?: { [key: string]: number };\n  st: Basic2;\n  arr0?: [];\n  arr2: [number, number];\n  z?: Basic2;\n  zp?: Basic2;\n  zl?: number[];\n  plain: { [key: string]: string } | null;\n}\n"},
 		{"pointers", reflect.TypeFor[Pointers](), "Pointers",
 			"export interface Basic2 {\n  X: number;\n}\n" +
 				"export interface Pointers {\n  P: number | null;\n  PP: string | null;\n  PS: Basic2 | null;\n  PT: string | null;\n}\n"},
 		{"slices and arrays", reflect.TypeFor[Collections](), "Collections",
 			"export interface Collections {\n  Sl: number[] | null;\n  SlP: (number | null)[] | null;\n  Bytes: string | null;\n  BArr: [number, number, number, number];\n  Tup: [string, string, string];\n  Long: number[];\n  Nest: (string[] | null)[] | null;\n}\n"},
 		{"map keys", reflect.TypeFor[Maps](), "Maps",
-			"export interface Maps {\n  S: Record<string, number> | null;\n  K: Record<string, boolean> | null;\n  I: Record<string, string> | null;\n  IK: Record<string, string> | null;\n  U: Record<string, string> | null;\n  T: Record<string, number> | null;\n}\n"},
+			"export interface Maps {\n  S: { [key: string]: number } | null;\n  K: { [key: string]: boolean } | null;\n  I: { [key: string]: string } | null;\n  IK: { [key: string]: string } | null;\n  U: { [key: string]: string } | null;\n  T: { [key: string]: number } | null;\n}\n"},
 		{"embedded structs", reflect.TypeFor[Embeds](), "Embeds",
 			"export interface Basic2 {\n  X: number;\n}\n" +
 				"export interface Embeds {\n  A: number;\n  b: number;\n  C: number;\n  E?: number;\n  tagged: Basic2;\n  other: Inner2;\n  D: number;\n  Key: Key;\n}\n" +
@@ -276,7 +283,11 @@ type Documented struct {
 		{"doc comments", reflect.TypeFor[Documented](), "Documented",
 			"/**\n * Documented says what it is.\n * On two lines; no *\\/ breaks out.\n */\n" +
 				"export interface Documented {\n  /** A is documented. */\n  A: number;\n  /** B has a line comment. */\n  b: string;\n}\n"},
-		{"empty struct", reflect.TypeFor[Empty](), "Empty", "export type Empty = Record<string, never>;\n"},
+		{"empty struct", reflect.TypeFor[Empty](), "Empty", "export interface Empty { [key: string]: never }\n"},
+		{"reserved name", reflect.TypeFor[Record](), "tsgen_Record",
+			"export interface tsgen_Record {\n  Next: { [key: string]: tsgen_Record | null } | null;\n}\n"},
+		{"recursive map", reflect.TypeFor[JSONMap](), "JSONMap | null",
+			"export type JSONMap = { [key: string]: JSONMap | null };\n"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var cfg config

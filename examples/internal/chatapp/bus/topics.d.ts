@@ -64,4 +64,4 @@ export interface RoomInfo {
 }
 
 /** RoomsQuery is the rooms.list request: it asks nothing. */
-export type RoomsQuery = Record<string, never>;
+export interface RoomsQuery { [key: string]: never }
