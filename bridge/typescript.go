@@ -1,6 +1,7 @@
 package bridge
 
 import (
+	"bytes"
 	"net/http"
 	"reflect"
 	"slices"
@@ -94,5 +95,5 @@ func (b *Bridge) serveTypes(w http.ResponseWriter, r *http.Request) {
 func serveTS(w http.ResponseWriter, r *http.Request, name string, data []byte) {
 	w.Header().Set("Content-Type", "application/typescript; charset=utf-8")
 	w.Header().Set("Cache-Control", "no-cache")
-	http.ServeContent(w, r, name, time.Time{}, strings.NewReader(string(data)))
+	http.ServeContent(w, r, name, time.Time{}, bytes.NewReader(data))
 }
