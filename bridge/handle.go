@@ -139,8 +139,13 @@ func (c *conn) fail(id, code, msg string) {
 		id = ""
 	}
 	f := wire.Frame{Op: wire.OpError, ID: id, Code: code, Message: msg}
-	if frame, err := wire.Encode(&f); err == nil && c.sendFrame(frame) {
-		c.b.stats.errorFrame(code)
+	if frame, err := wire.Encode(&f); err == nil {
+		// Counted before it can reach the client, which may read the
+		// counters as soon as it has the frame; taken back if not sent.
+		c.b.stats.errorFrame(code, 1)
+		if !c.sendFrame(frame) {
+			c.b.stats.errorFrame(code, ^uint64(0))
+		}
 	}
 	if wire.Strike(code) && !c.strike() {
 		c.b.stats.badFrames.Add(1)

@@ -21,13 +21,14 @@ type counters struct {
 	errorFrames                                                [wire.NumCodes]atomic.Uint64
 }
 
-// errorFrame counts an error frame sent with code.
-func (k *counters) errorFrame(code string) {
+// errorFrame adds delta (1, or ^uint64(0) to take one back) to the count
+// of error frames sent with code.
+func (k *counters) errorFrame(code string, delta uint64) {
 	i := wire.CodeIndex(code)
 	if i < 0 {
 		i = wire.CodeIndex(wire.CodeInternal)
 	}
-	k.errorFrames[i].Add(1)
+	k.errorFrames[i].Add(delta)
 }
 
 // Stats is a snapshot of a bridge's counters. Counters (the uint64 fields)
