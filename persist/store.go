@@ -151,16 +151,16 @@ func open(dir string, cfg config) (_ *Store, err error) {
 	if err != nil {
 		return nil, err
 	}
+	if last.unclean {
+		if err := syncLogs(dir); err != nil {
+			return nil, err
+		}
+	}
 	if s.db, err = openBadger(dir, &s.cfg); err != nil {
 		if strings.Contains(err.Error(), "Another process is using this Badger database") {
 			err = fmt.Errorf("%w: %v", ErrLocked, err)
 		}
 		return nil, err
-	}
-	if last.unclean {
-		if err := syncLogs(dir); err != nil {
-			return nil, err
-		}
 	}
 	if s.dur, err = openDurability(dir); err != nil {
 		return nil, err

@@ -1,7 +1,9 @@
 package persist
 
 import (
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"slices"
@@ -121,8 +123,15 @@ func syncValueLogs(dir string) error {
 	return nil
 }
 
+// syncFile fsyncs the file name. A file that is gone is not an error: Badger
+// deletes a log once what it held is elsewhere (a flushed table, a value
+// log rewritten by GC), and the deletion may come between the listing and
+// the open.
 func syncFile(name string) error {
 	f, err := os.OpenFile(name, os.O_RDWR, 0)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
 	if err != nil {
 		return err
 	}
