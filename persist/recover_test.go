@@ -172,3 +172,27 @@ func TestBufferedUncleanNewEpoch(t *testing.T) {
 		})
 	}
 }
+
+// TestStatsDiskBytes: the disk sizes Stats reports grow with what is
+// written: small records in the LSM, records of a MiB and more in the
+// value log.
+func TestStatsDiskBytes(t *testing.T) {
+	s := mustOpen(t, t.TempDir(), MaxRecordSize(2<<20))
+	ctx := context.Background()
+	for range 200 {
+		if _, err := s.Append(ctx, "small", bus.Record{Data: make([]byte, 4<<10)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := s.Append(ctx, "big", bus.Record{Data: make([]byte, valueThreshold)}); err != nil {
+		t.Fatal(err)
+	}
+	s.size.at = time.Time{} // measure now
+	st := s.Stats()
+	if st.LSMBytes < 200*4<<10 {
+		t.Errorf("LSMBytes = %d after 800 KiB of small records", st.LSMBytes)
+	}
+	if st.LogBytes < valueThreshold {
+		t.Errorf("LogBytes = %d after a 1 MiB record", st.LogBytes)
+	}
+}

@@ -55,6 +55,7 @@ type Store struct {
 	committed atomic.Uint64
 	// dropped counts the records Open dropped from torn tails.
 	dropped uint64
+	size    dirSize
 
 	// failNext and failSync, when set by a test, make the writer fail the
 	// next batch's commit or sync with the error they return.
@@ -642,8 +643,8 @@ func (s *Store) do(ctx context.Context, o *op) error {
 type Stats struct {
 	Batches  uint64 // committed batches
 	Ops      uint64 // changes committed in them: appends and consumer positions
-	LSMBytes int64  // Badger's index and small values on disk
-	LogBytes int64  // Badger's value log on disk
+	LSMBytes int64  // disk space of Badger's tables and memtable logs, which hold records under a MiB
+	LogBytes int64  // disk space of Badger's value logs, which hold larger records
 	Failed   bool   // a sync failed: the store refuses writes until reopened
 	// Dropped counts the records Open dropped because a crash left them
 	// unreadable at the end of their topic's log (none was acknowledged
@@ -652,13 +653,13 @@ type Stats struct {
 }
 
 // Stats returns a snapshot of the store's counters. It is safe for
-// concurrent use and cheap: the disk sizes are Badger's own estimates,
-// refreshed periodically.
+// concurrent use and cheap: the disk sizes are measured from the directory
+// at most once a second.
 func (s *Store) Stats() Stats {
 	st := Stats{Batches: s.batches.Load(), Ops: s.committed.Load(), Failed: s.failed.Load() != nil, Dropped: s.dropped}
 	if s.begin() {
 		defer s.end()
-		st.LSMBytes, st.LogBytes = s.db.Size()
+		st.LSMBytes, st.LogBytes = s.size.get(s.dur.dir)
 	}
 	return st
 }
