@@ -8,8 +8,8 @@ import (
 )
 
 func TestMain(m *testing.M) {
-	if dir := os.Getenv(childEnv); dir != "" {
-		runChild(dir)
+	if op := os.Getenv(childEnv); op != "" {
+		runChild(op)
 		return
 	}
 	goleak.VerifyTestMain(m)
