@@ -33,7 +33,12 @@
 //
 // The file system is served by the test process through /dev/fuse; other
 // processes (children re-executed from the test binary, nats-server) use
-// the mount point as an ordinary directory. Writable shared mappings work
+// the mount point as an ordinary directory. The serving process itself may
+// use the mount with system calls (open, read, write, fsync, rename), but
+// must never touch a memory mapping of a file on it: a page fault there
+// waits for the server while Go's garbage collector waits for the faulting
+// thread, and the process hangs. Badger maps its files, so a Badger under
+// test runs in a child process. Writable shared mappings work
 // (no direct I/O), and flock is emulated by the kernel. Only regular files
 // and directories exist: no symlinks, hard links or xattrs. Attributes other
 // than the size (mode, owner, times) have a single view.
