@@ -14,11 +14,10 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// The FUSE server runs in the test process, and a Go process must not touch
-// a mapping of its own mount: a page fault there waits for the server while
-// the garbage collector waits for the faulting thread. Whatever maps files
-// on the mount runs in a child: the test binary run again with childEnv set
-// to an operation, its arguments in childArgs.
+// Some tests run an operation in a child process: the test binary run again
+// with childEnv set to the operation and its arguments in childArgs. With
+// InProcess the server runs in the test process, which must then not touch
+// a mapping of the mount: such tests map files in a child.
 const (
 	childEnv  = "LAZYFS_TEST_CHILD"
 	childArgs = "LAZYFS_TEST_CHILD_ARGS"
@@ -31,7 +30,7 @@ func runChild(op string) {
 	var err error
 	switch op {
 	case "mmap":
-		err = childMmap(args)
+		err = mapAndWrite(args)
 	case "writer":
 		err = childWriter(args)
 	default:
@@ -45,25 +44,26 @@ func runChild(op string) {
 }
 
 // child runs the test binary as a child performing op with args.
-func child(op string, args ...string) *exec.Cmd {
+func childCmd(op string, args ...string) *exec.Cmd {
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), childEnv+"="+op, childArgs+"="+strings.Join(args, "\n"))
+	cmd.Env = append(os.Environ(), childEnv+"="+op, childArgs+"="+strings.Join(args, "\n"),
+		"GORACE="+strings.TrimSpace(os.Getenv("GORACE")+" atexit_sleep_ms=0"))
 	return cmd
 }
 
 // runChildOp runs op in a child and fails the test if it fails.
 func runChildOp(t *testing.T, op string, args ...string) {
 	t.Helper()
-	out, err := child(op, args...).CombinedOutput()
+	out, err := childCmd(op, args...).CombinedOutput()
 	if err != nil {
 		t.Fatalf("child %s %q: %v: %s", op, args, err, out)
 	}
 }
 
-// childMmap: path size sync off... — creates path with size bytes, fsyncs
+// mapAndWrite: path size sync off... — creates path with size bytes, fsyncs
 // it, maps it shared and writable, writes "hello" at each off, and msyncs
 // the mapping when sync is "true".
-func childMmap(args []string) error {
+func mapAndWrite(args []string) error {
 	if len(args) < 3 {
 		return fmt.Errorf("mmap: want path size sync off..., got %q", args)
 	}
@@ -134,35 +134,37 @@ func childWriter(args []string) error {
 }
 
 func TestChildKilledThenCut(t *testing.T) {
-	f := Mount(t, "", RulePOSIX)
-	d := f.Dir()
-	cmd := child("writer", d)
-	stdin, err := cmd.StdinPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer stdin.Close()
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd.Stderr = os.Stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	line, err := bufio.NewReader(stdout).ReadString('\n')
-	if line != "ready\n" {
-		cmd.Process.Kill()
-		cmd.Wait()
-		t.Fatalf("child: got %q, %v; want ready", line, err)
-	}
-	want(t, d, "synced", []byte("synced data and more"))
-	want(t, d, "unsynced", []byte("gone"))
-	if err := cmd.Process.Signal(unix.SIGKILL); err != nil {
-		t.Fatal(err)
-	}
-	cmd.Wait() // killed: its error says so
-	restart(t, f)
-	want(t, d, "synced", []byte("synced data"))
-	want(t, d, "unsynced", nil)
+	eachServer(t, func(t *testing.T, opts ...Option) {
+		f := Mount(t, "", RulePOSIX, opts...)
+		d := f.Dir()
+		cmd := childCmd("writer", d)
+		stdin, err := cmd.StdinPipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer stdin.Close()
+		stdout, err := cmd.StdoutPipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		cmd.Stderr = os.Stderr
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		line, err := bufio.NewReader(stdout).ReadString('\n')
+		if line != "ready\n" {
+			cmd.Process.Kill()
+			cmd.Wait()
+			t.Fatalf("child: got %q, %v; want ready", line, err)
+		}
+		want(t, d, "synced", []byte("synced data and more"))
+		want(t, d, "unsynced", []byte("gone"))
+		if err := cmd.Process.Signal(unix.SIGKILL); err != nil {
+			t.Fatal(err)
+		}
+		cmd.Wait() // killed: its error says so
+		restart(t, f)
+		want(t, d, "synced", []byte("synced data"))
+		want(t, d, "unsynced", nil)
+	})
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"syscall"
 	"testing"
@@ -12,7 +13,7 @@ import (
 )
 
 func TestMmapSharedNeedsMsync(t *testing.T) {
-	f := Mount(t, "", RulePOSIX)
+	f := Mount(t, "", RulePOSIX, InProcess())
 	d := f.Dir()
 	const size = 1 << 20
 	offs := []int{0, 100 * pageSize, size - 5}
@@ -125,4 +126,33 @@ func TestFallocate(t *testing.T) {
 	if err := unix.Fallocate(int(fd.Fd()), unix.FALLOC_FL_COLLAPSE_RANGE, 0, pageSize); err != unix.EOPNOTSUPP {
 		t.Fatalf("collapse range: got %v, want EOPNOTSUPP", err)
 	}
+}
+
+// With the server in a child process (the default), the test process itself
+// may map files of the mount, as Badger does.
+func TestMmapInTestProcess(t *testing.T) {
+	f := Mount(t, "", RulePOSIX)
+	d := f.Dir()
+	const size = 1 << 20
+	offs := []int{0, 100 * pageSize, size - 5}
+	var args []string
+	for _, off := range offs {
+		args = append(args, strconv.Itoa(off))
+	}
+	if err := mapAndWrite(append([]string{filepath.Join(d, "synced"), strconv.Itoa(size), "true"}, args...)); err != nil {
+		t.Fatal(err)
+	}
+	if err := mapAndWrite(append([]string{filepath.Join(d, "dropped"), strconv.Itoa(size), "false"}, args...)); err != nil {
+		t.Fatal(err)
+	}
+	syncDir(t, d)
+	wantContent := make([]byte, size)
+	for _, off := range offs {
+		copy(wantContent[off:], "hello")
+	}
+	want(t, d, "dropped", wantContent)
+	runtime.GC() // the collector must not wait on a fault in the mount
+	restart(t, f)
+	want(t, d, "synced", wantContent)
+	want(t, d, "dropped", make([]byte, size))
 }

@@ -31,17 +31,27 @@
 // views until written, so an fsync copies only the pages dirtied since the
 // previous one.
 //
-// The file system is served by the test process through /dev/fuse; other
-// processes (children re-executed from the test binary, nats-server) use
-// the mount point as an ordinary directory. The serving process itself may
-// use the mount with system calls (open, read, write, fsync, rename), but
-// must never touch a memory mapping of a file on it: a page fault there
-// waits for the server while Go's garbage collector waits for the faulting
-// thread, and the process hangs. Badger maps its files, so a Badger under
-// test runs in a child process. Writable shared mappings work
-// (no direct I/O), and flock is emulated by the kernel. Only regular files
-// and directories exist: no symlinks, hard links or xattrs. Attributes other
-// than the size (mode, owner, times) have a single view.
+// Only regular files and directories exist: no symlinks, hard links or
+// xattrs. Attributes other than the size (mode, owner, times) have a single
+// view.
+//
+// # Where it runs
+//
+// By default the file system is served by a child process: the running
+// executable (the test binary) started again with LAZYFS_SERVE in its
+// environment, which this package's init turns into a FUSE server before any
+// main or TestMain runs; the FS is its handle, and Unmount (or the end of the
+// parent, which closes the child's input) ends it. The test process, its
+// children and other programs (nats-server) use the mount point as an
+// ordinary directory, and may map its files: writable MAP_SHARED mappings
+// work (no direct I/O), and flock is emulated by the kernel.
+//
+// [InProcess] serves from the calling process instead: quicker to start, and
+// the state is in the test's own memory, but that process must never touch a
+// memory mapping of a file on the mount. A page fault there waits for the
+// server while Go's garbage collector waits for the faulting thread, and the
+// process hangs. Badger maps its files: with InProcess, a Badger under test
+// runs in a child process.
 //
 // # Use from a test
 //

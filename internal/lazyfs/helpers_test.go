@@ -82,3 +82,10 @@ func wantEIO(t *testing.T, what string, err error) {
 		t.Fatalf("%s: got %v, want EIO", what, err)
 	}
 }
+
+// eachServer runs test once with the server in a child process (the default)
+// and once in the test process.
+func eachServer(t *testing.T, test func(t *testing.T, opts ...Option)) {
+	t.Run("child", func(t *testing.T) { test(t) })
+	t.Run("inprocess", func(t *testing.T) { test(t, InProcess()) })
+}

@@ -7,18 +7,20 @@ import (
 )
 
 func TestUnsyncedWriteLost(t *testing.T) {
-	f := Mount(t, "", RulePOSIX)
-	d := f.Dir()
-	put(t, d, "synced", []byte("kept"), true)
-	put(t, d, "unsynced", []byte("lost"), false)
-	syncDir(t, d)
-	restart(t, f)
-	want(t, d, "synced", []byte("kept"))
-	// The name was made durable by the directory fsync, the data never was.
-	want(t, d, "unsynced", []byte{})
-	if got := f.Stats().DroppedPages; got != 1 {
-		t.Fatalf("DroppedPages: got %d, want 1", got)
-	}
+	eachServer(t, func(t *testing.T, opts ...Option) {
+		f := Mount(t, "", RulePOSIX, opts...)
+		d := f.Dir()
+		put(t, d, "synced", []byte("kept"), true)
+		put(t, d, "unsynced", []byte("lost"), false)
+		syncDir(t, d)
+		restart(t, f)
+		want(t, d, "synced", []byte("kept"))
+		// The name was made durable by the directory fsync, the data never was.
+		want(t, d, "unsynced", []byte{})
+		if got := f.Stats().DroppedPages; got != 1 {
+			t.Fatalf("DroppedPages: got %d, want 1", got)
+		}
+	})
 }
 
 func TestSyncedPrefixKept(t *testing.T) {

@@ -28,7 +28,7 @@ type mount struct {
 const cacheTimeout = time.Second
 
 // mountLocked mounts the file system at f.dir. The caller holds f.life.
-func (f *FS) mountLocked() error {
+func (f *server) mountLocked() error {
 	m := &mount{dir: f.dir}
 	timeout := cacheTimeout
 	opts := &fs.Options{

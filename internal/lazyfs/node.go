@@ -14,7 +14,7 @@ import (
 // f.mu; none calls into go-fuse while holding it.
 type node struct {
 	fs.Inode
-	f  *FS
+	f  *server
 	m  *mount
 	in *inode
 }

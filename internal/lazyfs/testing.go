@@ -24,7 +24,7 @@ func Available() error {
 // the test and unmounts it at t.Cleanup. When FUSE is unusable (no
 // /dev/fuse, not allowed to mount) it skips the test with the reason, or
 // fails it when the environment has COURIER_REQUIRE_FUSE=1.
-func Mount(t testing.TB, dir string, rule Rule) *FS {
+func Mount(t testing.TB, dir string, rule Rule, opts ...Option) *FS {
 	t.Helper()
 	unusable := func(err error) {
 		t.Helper()
@@ -39,7 +39,7 @@ func Mount(t testing.TB, dir string, rule Rule) *FS {
 	if dir == "" {
 		dir = t.TempDir()
 	}
-	f, err := New(dir, rule)
+	f, err := New(dir, rule, opts...)
 	if err != nil {
 		unusable(err)
 	}

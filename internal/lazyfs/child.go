@@ -1,0 +1,197 @@
+package lazyfs
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"strings"
+	"sync"
+)
+
+// serveEnv, when set in the environment, makes any executable that links
+// this package serve a file system instead of running its main: the value
+// says which (a childSpec in JSON). Only startChild sets it.
+const serveEnv = "LAZYFS_SERVE"
+
+// init turns a process started by startChild into a file system server
+// before any main or TestMain runs. Without serveEnv it does nothing.
+func init() {
+	if spec := os.Getenv(serveEnv); spec != "" {
+		os.Exit(serveChild(spec, os.Stdin, os.Stdout))
+	}
+}
+
+type childSpec struct {
+	Dir  string
+	Rule Rule
+}
+
+// request and reply travel as JSON lines: requests on the child's standard
+// input, replies on its standard output, one reply a request, in order.
+type request struct {
+	Op      string // cut, arm, state, restart, unmount
+	Pattern string `json:",omitempty"`
+}
+
+type reply struct {
+	Err   string `json:",omitempty"`
+	Cut   bool
+	Stats Stats
+}
+
+// serveChild mounts the file system that spec names and answers requests
+// until unmount, or until its input ends (the parent is gone), when it
+// unmounts. It returns the exit code.
+func serveChild(spec string, in io.Reader, out io.Writer) int {
+	var sp childSpec
+	enc := json.NewEncoder(out)
+	if err := json.Unmarshal([]byte(spec), &sp); err != nil {
+		enc.Encode(reply{Err: fmt.Sprintf("lazyfs: bad %s: %v", serveEnv, err)})
+		return 2
+	}
+	s, err := newServer(sp.Dir, sp.Rule)
+	if err != nil {
+		enc.Encode(reply{Err: err.Error()})
+		return 1
+	}
+	if err := enc.Encode(reply{}); err != nil {
+		s.unmount()
+		return 1
+	}
+	dec := json.NewDecoder(in)
+	for {
+		var req request
+		if err := dec.Decode(&req); err != nil {
+			s.unmount()
+			return 0
+		}
+		var rep reply
+		switch req.Op {
+		case "cut":
+			s.powerCut()
+		case "arm":
+			s.arm(req.Pattern)
+		case "state":
+		case "restart":
+			rep.Err = errText(s.restart())
+		case "unmount":
+			rep.Err = errText(s.unmount())
+		default:
+			rep.Err = fmt.Sprintf("lazyfs: unknown request %q", req.Op)
+		}
+		rep.Cut, rep.Stats = s.isCut(), s.snapshot()
+		if err := enc.Encode(rep); err != nil || req.Op == "unmount" {
+			s.unmount()
+			return 0
+		}
+	}
+}
+
+// child is a file system served by a child process: this executable run
+// again with serveEnv set. Requests go one at a time.
+type child struct {
+	mu   sync.Mutex
+	cmd  *exec.Cmd
+	in   io.WriteCloser
+	enc  *json.Encoder
+	dec  *json.Decoder
+	last reply // the last reply, for when the child is gone
+	done bool
+}
+
+// startChild starts the server process and waits until it has mounted.
+func startChild(dir string, rule Rule) (*child, error) {
+	exe, err := os.Executable()
+	if err != nil {
+		return nil, fmt.Errorf("lazyfs: start server: %w", err)
+	}
+	spec, err := json.Marshal(childSpec{Dir: dir, Rule: rule})
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.Command(exe)
+	// Under the race detector a process sleeps a second at exit unless
+	// told otherwise; the server's exit is waited for by Unmount.
+	race := strings.TrimSpace(os.Getenv("GORACE") + " atexit_sleep_ms=0")
+	cmd.Env = append(os.Environ(), serveEnv+"="+string(spec), "GORACE="+race)
+	cmd.Stderr = os.Stderr
+	in, err := cmd.StdinPipe()
+	if err != nil {
+		return nil, fmt.Errorf("lazyfs: start server: %w", err)
+	}
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, fmt.Errorf("lazyfs: start server: %w", err)
+	}
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("lazyfs: start server: %w", err)
+	}
+	c := &child{cmd: cmd, in: in, enc: json.NewEncoder(in), dec: json.NewDecoder(out)}
+	var rep reply
+	if err := c.dec.Decode(&rep); err != nil || rep.Err != "" {
+		in.Close()
+		werr := cmd.Wait()
+		if err == nil {
+			return nil, textErr(rep.Err)
+		}
+		return nil, fmt.Errorf("lazyfs: server process: %v (%v)", err, werr)
+	}
+	return c, nil
+}
+
+// call sends req and returns the reply; a child that is gone answers with
+// an error and the last state it reported.
+func (c *child) call(req request) reply {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.callLocked(req)
+}
+
+func (c *child) callLocked(req request) reply {
+	if c.done {
+		rep := c.last
+		rep.Err = ErrUnmounted.Error()
+		return rep
+	}
+	var rep reply
+	if err := c.enc.Encode(req); err != nil {
+		rep = c.last
+		rep.Err = fmt.Sprintf("lazyfs: server process: %v", err)
+		return rep
+	}
+	if err := c.dec.Decode(&rep); err != nil {
+		rep = c.last
+		rep.Err = fmt.Sprintf("lazyfs: server process: %v", err)
+		return rep
+	}
+	c.last = rep
+	return rep
+}
+
+func (c *child) powerCut()          { c.call(request{Op: "cut"}) }
+func (c *child) arm(pattern string) { c.call(request{Op: "arm", Pattern: pattern}) }
+func (c *child) isCut() bool        { return c.call(request{Op: "state"}).Cut }
+func (c *child) snapshot() Stats    { return c.call(request{Op: "state"}).Stats }
+func (c *child) restart() error     { return textErr(c.call(request{Op: "restart"}).Err) }
+
+// unmount asks the child to unmount and waits for it to exit.
+func (c *child) unmount() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.done {
+		return nil
+	}
+	rep := c.callLocked(request{Op: "unmount"})
+	c.done = true
+	c.in.Close()
+	werr := c.cmd.Wait()
+	if err := textErr(rep.Err); err != nil {
+		return err
+	}
+	if werr != nil {
+		return fmt.Errorf("lazyfs: server process: %w", werr)
+	}
+	return nil
+}
