@@ -6,8 +6,10 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"os/signal"
 	"strings"
 	"sync"
+	"syscall"
 )
 
 // serveEnv, when set in the environment, makes any executable that links
@@ -24,8 +26,9 @@ func init() {
 }
 
 type childSpec struct {
-	Dir  string
-	Rule Rule
+	Dir              string
+	Rule             Rule
+	ContinueAfterCut bool
 }
 
 // request and reply travel as JSON lines: requests on the child's standard
@@ -45,13 +48,17 @@ type reply struct {
 // until unmount, or until its input ends (the parent is gone), when it
 // unmounts. It returns the exit code.
 func serveChild(spec string, in io.Reader, out io.Writer) int {
+	// An interrupt meant for the parent (^C, go test's timeout) must not
+	// leave a dead mount behind: the parent's end closes our input, and we
+	// unmount then.
+	signal.Ignore(os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
 	var sp childSpec
 	enc := json.NewEncoder(out)
 	if err := json.Unmarshal([]byte(spec), &sp); err != nil {
 		enc.Encode(reply{Err: fmt.Sprintf("lazyfs: bad %s: %v", serveEnv, err)})
 		return 2
 	}
-	s, err := newServer(sp.Dir, sp.Rule)
+	s, err := newServer(sp.Dir, sp.Rule, sp.ContinueAfterCut)
 	if err != nil {
 		enc.Encode(reply{Err: err.Error()})
 		return 1
@@ -102,12 +109,12 @@ type child struct {
 }
 
 // startChild starts the server process and waits until it has mounted.
-func startChild(dir string, rule Rule) (*child, error) {
+func startChild(sp childSpec) (*child, error) {
 	exe, err := os.Executable()
 	if err != nil {
 		return nil, fmt.Errorf("lazyfs: start server: %w", err)
 	}
-	spec, err := json.Marshal(childSpec{Dir: dir, Rule: rule})
+	spec, err := json.Marshal(sp)
 	if err != nil {
 		return nil, err
 	}

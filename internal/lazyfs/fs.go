@@ -45,6 +45,10 @@ type Stats struct {
 	Restarts  uint64 // successful Restarts
 	Refused   uint64 // requests answered EIO because the power was cut
 
+	// FsyncsAfterCut counts fsyncs that succeeded after a cut without making
+	// anything durable (ContinueAfterCut).
+	FsyncsAfterCut uint64
+
 	DroppedPages uint64 // pages written and not fsync'd, undone by the last Restart
 	DroppedFiles uint64 // files and directories that had a name only in the current view
 }
@@ -74,6 +78,7 @@ type Option interface{ apply(*config) }
 
 type config struct {
 	inProcess bool
+	goOn      bool
 }
 
 type inProcess struct{}
@@ -85,6 +90,19 @@ func (inProcess) apply(c *config) { c.inProcess = true }
 // never touch a memory mapping of a file on the mount (see the package doc):
 // a page fault there hangs the process. By default a child process serves.
 func InProcess() Option { return inProcess{} }
+
+type continueAfterCut struct{}
+
+func (continueAfterCut) apply(c *config) { c.goOn = true }
+
+// ContinueAfterCut makes requests after a cut keep succeeding against the
+// current view, while nothing more becomes durable: an fsync returns success
+// and does nothing. By default they fail with EIO. Use it for a program that
+// cannot stop cleanly once its I/O fails (Badger's Close retries a failed
+// memtable flush for ever), so that it can Close before Restart; results it
+// reports after the cut (an fsync'd write) are not durable. A result that the
+// program reported before IsCut returned false was durable.
+func ContinueAfterCut() Option { return continueAfterCut{} }
 
 // New mounts an empty file system at dir, which must exist. By default a
 // child process (this executable run again) serves it until Unmount; see
@@ -103,9 +121,9 @@ func New(dir string, rule Rule, opts ...Option) (*FS, error) {
 		err error
 	)
 	if c.inProcess {
-		b, err = newServer(dir, rule)
+		b, err = newServer(dir, rule, c.goOn)
 	} else {
-		b, err = startChild(dir, rule)
+		b, err = startChild(childSpec{Dir: dir, Rule: rule, ContinueAfterCut: c.goOn})
 	}
 	if err != nil {
 		return nil, err
@@ -121,13 +139,15 @@ func (f *FS) Rule() Rule { return f.rule }
 
 // Cut cuts the power now: the durable state is frozen, and every later
 // request fails with EIO (reads the kernel answers from its page cache
-// excepted) until Restart. Cutting twice is the same as cutting once.
+// excepted; see also ContinueAfterCut) until Restart. Cutting twice is the
+// same as cutting once.
 func (f *FS) Cut() { f.b.powerCut() }
 
 // CutAfterSync arms a cut that happens right after the next successful fsync
 // of a file, or fsync of a directory, whose base name matches pattern (see
 // [path.Match]). That fsync itself succeeds and its effect is durable;
-// everything after it fails with EIO. A later call replaces the pattern;
+// nothing after it becomes durable, and requests fail with EIO (see
+// ContinueAfterCut). A later call replaces the pattern;
 // Cut and Restart disarm it. It panics if pattern is malformed.
 func (f *FS) CutAfterSync(pattern string) {
 	if _, err := path.Match(pattern, ""); err != nil {

@@ -14,6 +14,7 @@ import (
 type server struct {
 	dir  string
 	rule Rule
+	goOn bool // requests keep succeeding after a cut (ContinueAfterCut)
 
 	life sync.Mutex // serializes mounting and unmounting
 
@@ -30,11 +31,12 @@ type server struct {
 
 // newServer mounts an empty file system at dir and serves it from this
 // process until unmount.
-func newServer(dir string, rule Rule) (*server, error) {
+func newServer(dir string, rule Rule, goOn bool) (*server, error) {
 	now := time.Now()
 	f := &server{
 		dir:     dir,
 		rule:    rule,
+		goOn:    goOn,
 		root:    newInode(1, syscall.S_IFDIR|0o755, 0, 0, now),
 		nextIno: 2,
 		nsDirty: map[*inode]struct{}{},
@@ -177,9 +179,9 @@ func (f *server) rollbackLocked() {
 }
 
 // checkLocked answers EIO for requests that come from a mount other than
-// the live one or after a cut.
+// the live one, or after a cut unless the file system goes on after one.
 func (f *server) checkLocked(m *mount) syscall.Errno {
-	if f.cut || m != f.mnt {
+	if f.cut && !f.goOn || m != f.mnt {
 		f.stats.Refused++
 		return syscall.EIO
 	}
@@ -189,6 +191,10 @@ func (f *server) checkLocked(m *mount) syscall.Errno {
 // syncedLocked is called after a successful fsync of in, named name; it
 // applies the rule and an armed cut.
 func (f *server) syncedLocked(in *inode, name string) {
+	if f.cut {
+		f.stats.FsyncsAfterCut++ // nothing becomes durable any more
+		return
+	}
 	if in.isDir() {
 		f.stats.Fsyncdirs++
 		in.syncEntries()
