@@ -49,8 +49,9 @@ type Stats struct {
 	// anything durable (ContinueAfterCut).
 	FsyncsAfterCut uint64
 
-	DroppedPages uint64 // pages written and not fsync'd, undone by the last Restart
-	DroppedFiles uint64 // files and directories that had a name only in the current view
+	DroppedPages  uint64 // pages written and not fsync'd, undone by the last Restart
+	DroppedFiles  uint64 // files and directories that had a name only in the current view
+	RestoredNames uint64 // durable names that the current view had removed or pointed elsewhere
 }
 
 // FS is a mounted lazyfs: an in-memory FUSE file system that loses, at a

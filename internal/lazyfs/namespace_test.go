@@ -105,6 +105,10 @@ func TestRenameUndoneWithoutDirSync(t *testing.T) {
 				syncDir(t, d)
 			}
 			restart(t, f)
+			restored := map[bool]uint64{false: 2, true: 0}[synced] // a and b
+			if got := f.Stats().RestoredNames; got != restored {
+				t.Fatalf("RestoredNames: got %d, want %d", got, restored)
+			}
 			if synced {
 				want(t, d, "a", []byte("new a"))
 				want(t, d, "a.tmp", nil)

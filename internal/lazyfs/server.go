@@ -136,7 +136,7 @@ func (f *server) unmount() error {
 // rollbackLocked replaces the current views by the durable ones. Only
 // what the durable tree reaches is kept.
 func (f *server) rollbackLocked() {
-	var pages, files uint64
+	var pages, files, restored uint64
 	seen := map[*inode]bool{}
 	var walk func(in *inode)
 	walk = func(in *inode) {
@@ -145,7 +145,10 @@ func (f *server) rollbackLocked() {
 		}
 		seen[in] = true
 		if in.isDir() {
-			for _, k := range in.durKids {
+			for name, k := range in.durKids {
+				if in.kids[name] != k {
+					restored++
+				}
 				walk(k)
 			}
 			return
@@ -176,6 +179,7 @@ func (f *server) rollbackLocked() {
 	clear(f.nsDirty)
 	f.stats.DroppedPages = pages
 	f.stats.DroppedFiles = files
+	f.stats.RestoredNames = restored
 }
 
 // checkLocked answers EIO for requests that come from a mount other than
