@@ -56,17 +56,33 @@
 // # Use from a test
 //
 // [Mount] skips the test when FUSE is unusable, or fails it when the
-// environment has COURIER_REQUIRE_FUSE=1, and unmounts at the end:
+// environment has COURIER_REQUIRE_FUSE=1, and unmounts at the end. A store
+// under test may run in the test process; it must be closed (or its process
+// killed) before Restart, which takes the old mount away:
 //
 //	func TestSurvivesPowerCut(t *testing.T) {
-//		f := lazyfs.Mount(t, "", lazyfs.RulePOSIX)
+//		f := lazyfs.Mount(t, "", lazyfs.RulePOSIX, lazyfs.ContinueAfterCut())
 //		db := openStore(t, f.Dir())
 //		publish(t, db, "acked") // returns after its fsyncs
-//		f.Cut()                 // the power goes: nothing else reaches the disk
-//		db.Close()              // fails with EIO; that is expected
+//		f.Cut()                 // the power goes: nothing more becomes durable
+//		db.Close()              // succeeds, but what it writes is lost
 //		if err := f.Restart(); err != nil {
 //			t.Fatal(err)
 //		}
 //		mustRead(t, openStore(t, f.Dir()), "acked")
 //	}
+//
+// Without ContinueAfterCut every request after the cut fails with EIO, which
+// is what a program killed at the cut would never see; use it when the
+// program under test runs in a child process that the test kills, or can
+// stop on I/O errors (Badger cannot: its Close retries a failed flush for
+// ever). [FS.CutAfterSync] cuts at an exact point: right after the fsync of a
+// chosen file, such as Badger's MANIFEST or a value log.
+//
+// # Limits
+//
+// After a cut, reads that the kernel answers from its page cache still
+// succeed. A rename between two directories of which only the target was
+// fsync'd leaves, after Restart, the file under both names (one inode).
+// Storage is limited by the memory of the serving process.
 package lazyfs

@@ -214,3 +214,30 @@ func TestRenameFlags(t *testing.T) {
 		t.Fatalf("rename of a file over a directory: got %v, want EISDIR", err)
 	}
 }
+
+// nats-server's SyncAlways opens its block files with O_SYNC: every write
+// is followed by an fsync from the kernel.
+func TestOSyncWriteIsDurable(t *testing.T) {
+	for name, flag := range map[string]int{"O_SYNC": os.O_SYNC, "O_DSYNC": syscall.O_DSYNC} {
+		t.Run(name, func(t *testing.T) {
+			f := Mount(t, "", RulePOSIX)
+			d := f.Dir()
+			put(t, d, "blk", nil, true)
+			syncDir(t, d)
+			fd, err := os.OpenFile(filepath.Join(d, "blk"), os.O_WRONLY|flag, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer fd.Close()
+			before := f.Stats().Fsyncs
+			if _, err := fd.WriteString("record"); err != nil {
+				t.Fatal(err)
+			}
+			if got := f.Stats().Fsyncs; got != before+1 {
+				t.Fatalf("fsyncs after one write: got %d, want %d", got, before+1)
+			}
+			restart(t, f)
+			want(t, d, "blk", []byte("record"))
+		})
+	}
+}
