@@ -72,12 +72,12 @@
 //		mustRead(t, openStore(t, f.Dir()), "acked")
 //	}
 //
-// Without ContinueAfterCut every request after the cut fails with EIO, which
-// is what a program killed at the cut would never see; use it when the
-// program under test runs in a child process that the test kills, or can
-// stop on I/O errors (Badger cannot: its Close retries a failed flush for
-// ever). [FS.CutAfterSync] cuts at an exact point: right after the fsync of a
-// chosen file, such as Badger's MANIFEST or a value log.
+// By default every request after the cut fails with EIO: right for a
+// program in a child process that the test kills at the cut, or one that
+// stops on I/O errors. Badger does not stop (its Close retries a failed
+// flush for ever), hence ContinueAfterCut above. [FS.CutAfterSync] cuts at
+// an exact point: right after the fsync of a chosen file, such as Badger's
+// MANIFEST or a value log.
 //
 // # Limits
 //
