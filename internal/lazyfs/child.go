@@ -2,6 +2,7 @@ package lazyfs
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -10,6 +11,8 @@ import (
 	"strings"
 	"sync"
 	"syscall"
+
+	"golang.org/x/sys/unix"
 )
 
 // serveEnv, when set in the environment, makes any executable that links
@@ -99,6 +102,7 @@ func serveChild(spec string, in io.Reader, out io.Writer) int {
 // child is a file system served by a child process: this executable run
 // again with serveEnv set. Requests go one at a time.
 type child struct {
+	dir  string
 	mu   sync.Mutex
 	cmd  *exec.Cmd
 	in   io.WriteCloser
@@ -135,7 +139,7 @@ func startChild(sp childSpec) (*child, error) {
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("lazyfs: start server: %w", err)
 	}
-	c := &child{cmd: cmd, in: in, enc: json.NewEncoder(in), dec: json.NewDecoder(out)}
+	c := &child{dir: sp.Dir, cmd: cmd, in: in, enc: json.NewEncoder(in), dec: json.NewDecoder(out)}
 	var rep reply
 	if err := c.dec.Decode(&rep); err != nil || rep.Err != "" {
 		in.Close()
@@ -183,7 +187,9 @@ func (c *child) isCut() bool        { return c.call(request{Op: "state"}).Cut }
 func (c *child) snapshot() Stats    { return c.call(request{Op: "state"}).Stats }
 func (c *child) restart() error     { return textErr(c.call(request{Op: "restart"}).Err) }
 
-// unmount asks the child to unmount and waits for it to exit.
+// unmount asks the child to unmount and waits for it to exit. If the child
+// died without unmounting, its dead mount is detached here, so that the
+// directory can be removed.
 func (c *child) unmount() error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -194,8 +200,14 @@ func (c *child) unmount() error {
 	c.done = true
 	c.in.Close()
 	werr := c.cmd.Wait()
+	if werr != nil {
+		// Not mounted any more (EINVAL) is what a clean exit leaves.
+		if err := unix.Unmount(c.dir, unix.MNT_DETACH); err != nil && !errors.Is(err, unix.EINVAL) {
+			werr = errors.Join(werr, fmt.Errorf("detach %s: %w", c.dir, err))
+		}
+	}
 	if err := textErr(rep.Err); err != nil {
-		return err
+		return errors.Join(err, werr)
 	}
 	if werr != nil {
 		return fmt.Errorf("lazyfs: server process: %w", werr)

@@ -135,3 +135,22 @@ func TestUnmountTwice(t *testing.T) {
 		t.Fatalf("Restart after Unmount: got %v, want ErrUnmounted", err)
 	}
 }
+
+// A server process that dies leaves a dead mount; Unmount reports the death
+// and takes the mount away, so that the directory can be removed.
+func TestServerProcessKilled(t *testing.T) {
+	f := Mount(t, "", RulePOSIX)
+	put(t, f.Dir(), "f", []byte("x"), true)
+	if err := f.b.(*child).cmd.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Unmount(); err == nil {
+		t.Fatal("Unmount after the server was killed: got nil, want an error")
+	}
+	if ents, err := os.ReadDir(f.Dir()); err != nil || len(ents) != 0 {
+		t.Fatalf("the mount point after Unmount: got %d entries, %v; want an empty directory", len(ents), err)
+	}
+	if err := f.Restart(); err != ErrUnmounted {
+		t.Fatalf("Restart: got %v, want ErrUnmounted", err)
+	}
+}
