@@ -188,3 +188,27 @@ func TestReaddirAndErrors(t *testing.T) {
 		t.Fatalf("O_EXCL on an existing file: got %v, want EEXIST", err)
 	}
 }
+
+func TestRmdirUndoneWithoutDirSync(t *testing.T) {
+	f := Mount(t, "", RulePOSIX)
+	d := f.Dir()
+	sub := filepath.Join(d, "sub")
+	if err := os.Mkdir(sub, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	put(t, d, "sub/f", []byte("data"), true)
+	syncDir(t, sub)
+	syncDir(t, d)
+	if err := os.Remove(filepath.Join(sub, "f")); err != nil {
+		t.Fatal(err)
+	}
+	syncDir(t, sub) // sub is empty for good
+	if err := os.Remove(sub); err != nil {
+		t.Fatal(err)
+	}
+	restart(t, f) // d was not synced: sub is back, empty
+	ents, err := os.ReadDir(sub)
+	if err != nil || len(ents) != 0 {
+		t.Fatalf("sub after the cut: got %d entries, %v; want it back and empty", len(ents), err)
+	}
+}

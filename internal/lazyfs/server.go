@@ -107,7 +107,7 @@ func (f *server) restart() error {
 	f.cut = false
 	f.mu.Unlock()
 	if err := f.mountLocked(); err != nil {
-		return fmt.Errorf("lazyfs: restart: %w", err)
+		return err // it names the mount
 	}
 	f.mu.Lock()
 	f.stats.Restarts++
