@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"sync"
@@ -59,6 +60,18 @@ func TestAppendAndStat(t *testing.T) {
 		}
 	}
 	want(t, d, "log", []byte("one two three"))
+	fd, err := os.Open(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fd.Close()
+	if off, err := fd.Seek(0, io.SeekEnd); off != 13 || err != nil {
+		t.Fatalf("SEEK_END: got %d, %v; want 13", off, err)
+	}
+	// No server support: the kernel treats the whole file as data.
+	if off, err := unix.Seek(int(fd.Fd()), 4, unix.SEEK_DATA); off != 4 || err != nil {
+		t.Fatalf("SEEK_DATA: got %d, %v; want 4", off, err)
+	}
 	st, err := os.Stat(p)
 	if err != nil {
 		t.Fatal(err)
