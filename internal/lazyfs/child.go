@@ -11,8 +11,6 @@ import (
 	"strings"
 	"sync"
 	"syscall"
-
-	"golang.org/x/sys/unix"
 )
 
 // serveEnv, when set in the environment, makes any executable that links
@@ -201,9 +199,8 @@ func (c *child) unmount() error {
 	c.in.Close()
 	werr := c.cmd.Wait()
 	if werr != nil {
-		// Not mounted any more (EINVAL) is what a clean exit leaves.
-		if err := unix.Unmount(c.dir, unix.MNT_DETACH); err != nil && !errors.Is(err, unix.EINVAL) {
-			werr = errors.Join(werr, fmt.Errorf("detach %s: %w", c.dir, err))
+		if err := detach(c.dir); err != nil {
+			werr = errors.Join(werr, err)
 		}
 	}
 	if err := textErr(rep.Err); err != nil {

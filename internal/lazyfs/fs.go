@@ -117,6 +117,9 @@ func New(dir string, rule Rule, opts ...Option) (*FS, error) {
 	if rule != RulePOSIX && rule != RuleExt4 {
 		return nil, fmt.Errorf("lazyfs: unknown rule %d", int(rule))
 	}
+	if err := platform(); err != nil {
+		return nil, err
+	}
 	var (
 		b   backend
 		err error

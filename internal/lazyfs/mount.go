@@ -3,15 +3,12 @@ package lazyfs
 import (
 	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
 	"sync"
 	"syscall"
 	"time"
 
 	"github.com/hanwen/go-fuse/v2/fs"
 	"github.com/hanwen/go-fuse/v2/fuse"
-	"golang.org/x/sys/unix"
 )
 
 // mount is one FUSE mount of the file system. Nodes remember the mount
@@ -59,10 +56,7 @@ func (f *server) mountLocked() error {
 	}()
 	err = srv.WaitMount()
 	if err == nil {
-		var st unix.Stat_t
-		if err = unix.Stat(f.dir, &st); err == nil {
-			m.conn = unix.Major(st.Dev)<<20 | unix.Minor(st.Dev)
-		}
+		m.conn, err = connNumber(f.dir)
 	}
 	if err != nil {
 		f.mu.Lock()
@@ -70,47 +64,6 @@ func (f *server) mountLocked() error {
 		f.mu.Unlock()
 		uerr := m.unmount()
 		return errors.Join(fmt.Errorf("lazyfs: mount %s: %w", f.dir, err), uerr)
-	}
-	return nil
-}
-
-// unmount takes the mount away and waits for its server to end. A busy
-// mount is detached and its connection aborted, as a power cut would.
-func (m *mount) unmount() error {
-	err := unix.Unmount(m.dir, 0)
-	if errors.Is(err, unix.EBUSY) {
-		if err = unix.Unmount(m.dir, unix.MNT_DETACH); err == nil {
-			err = abortConn(m.conn)
-		}
-	}
-	if err != nil && !errors.Is(err, unix.EINVAL) {
-		// EINVAL: not mounted (the mount failed half way); the server
-		// ends by itself then.
-		return fmt.Errorf("unmount %s: %w", m.dir, err)
-	}
-	m.served.Wait()
-	return nil
-}
-
-// abortConn aborts FUSE connection conn through fusectl, mounting fusectl
-// in a temporary directory when the system has not mounted it.
-func abortConn(conn uint32) error {
-	const ctl = "/sys/fs/fuse/connections"
-	name := fmt.Sprintf("%d/abort", conn)
-	if err := os.WriteFile(filepath.Join(ctl, name), []byte("1"), 0); err == nil {
-		return nil
-	}
-	tmp, err := os.MkdirTemp("", "lazyfs-fusectl-")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp)
-	if err := unix.Mount("fusectl", tmp, "fusectl", 0, ""); err != nil {
-		return fmt.Errorf("abort connection %d: mount fusectl: %w", conn, err)
-	}
-	defer unix.Unmount(tmp, unix.MNT_DETACH)
-	if err := os.WriteFile(filepath.Join(tmp, name), []byte("1"), 0); err != nil {
-		return fmt.Errorf("abort connection %d: %w", conn, err)
 	}
 	return nil
 }

@@ -13,6 +13,9 @@ const RequireEnv = "COURIER_REQUIRE_FUSE"
 // Available reports why FUSE cannot be used here, or nil. It opens
 // /dev/fuse; only mounting tells for sure (see [Mount]).
 func Available() error {
+	if err := platform(); err != nil {
+		return err
+	}
 	fd, err := os.OpenFile("/dev/fuse", os.O_RDWR, 0)
 	if err != nil {
 		return fmt.Errorf("lazyfs: FUSE unusable: %w", err)
