@@ -22,7 +22,10 @@ const serveEnv = "LAZYFS_SERVE"
 // before any main or TestMain runs. Without serveEnv it does nothing.
 func init() {
 	if spec := os.Getenv(serveEnv); spec != "" {
-		os.Exit(serveChild(spec, os.Stdin, os.Stdout))
+		// The pipes from and to the parent are its descriptors 3 and 4,
+		// so that whatever else the executable prints cannot garble them.
+		in, out := os.NewFile(3, "lazyfs-requests"), os.NewFile(4, "lazyfs-replies")
+		os.Exit(serveChild(spec, in, out))
 	}
 }
 
@@ -32,8 +35,8 @@ type childSpec struct {
 	ContinueAfterCut bool
 }
 
-// request and reply travel as JSON lines: requests on the child's standard
-// input, replies on its standard output, one reply a request, in order.
+// request and reply travel as JSON lines, each on a pipe of its own, one
+// reply a request, in order.
 type request struct {
 	Op      string // cut, arm, state, restart, unmount
 	Pattern string `json:",omitempty"`
@@ -103,7 +106,8 @@ type child struct {
 	dir  string
 	mu   sync.Mutex
 	cmd  *exec.Cmd
-	in   io.WriteCloser
+	in   *os.File // requests
+	out  *os.File // replies
 	enc  *json.Encoder
 	dec  *json.Decoder
 	last reply // the last reply, for when the child is gone
@@ -125,23 +129,32 @@ func startChild(sp childSpec) (*child, error) {
 	// told otherwise; the server's exit is waited for by Unmount.
 	race := strings.TrimSpace(os.Getenv("GORACE") + " atexit_sleep_ms=0")
 	cmd.Env = append(os.Environ(), serveEnv+"="+string(spec), "GORACE="+race)
-	cmd.Stderr = os.Stderr
-	in, err := cmd.StdinPipe()
+	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+	reqR, in, err := os.Pipe()
 	if err != nil {
 		return nil, fmt.Errorf("lazyfs: start server: %w", err)
 	}
-	out, err := cmd.StdoutPipe()
+	out, repW, err := os.Pipe()
 	if err != nil {
+		reqR.Close()
+		in.Close()
 		return nil, fmt.Errorf("lazyfs: start server: %w", err)
 	}
-	if err := cmd.Start(); err != nil {
+	cmd.ExtraFiles = []*os.File{reqR, repW} // descriptors 3 and 4
+	err = cmd.Start()
+	reqR.Close() // the child's ends
+	repW.Close()
+	if err != nil {
+		in.Close()
+		out.Close()
 		return nil, fmt.Errorf("lazyfs: start server: %w", err)
 	}
-	c := &child{dir: sp.Dir, cmd: cmd, in: in, enc: json.NewEncoder(in), dec: json.NewDecoder(out)}
+	c := &child{dir: sp.Dir, cmd: cmd, in: in, out: out, enc: json.NewEncoder(in), dec: json.NewDecoder(out)}
 	var rep reply
 	if err := c.dec.Decode(&rep); err != nil || rep.Err != "" {
 		in.Close()
 		werr := cmd.Wait()
+		out.Close()
 		if err == nil {
 			return nil, textErr(rep.Err)
 		}
@@ -198,6 +211,7 @@ func (c *child) unmount() error {
 	c.done = true
 	c.in.Close()
 	werr := c.cmd.Wait()
+	c.out.Close()
 	if werr != nil {
 		if err := detach(c.dir); err != nil {
 			werr = errors.Join(werr, err)
