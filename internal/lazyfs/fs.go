@@ -36,14 +36,14 @@ func (r Rule) String() string {
 var ErrUnmounted = errors.New("lazyfs: unmounted")
 
 // Stats counts what the file system did. Counters run over the life of the
-// FS; the Dropped fields describe the last Restart.
+// FS; DroppedPages, DroppedFiles and RestoredNames describe the last Restart.
 type Stats struct {
 	Fsyncs    uint64 // successful FSYNCs of regular files
 	Fsyncdirs uint64 // successful FSYNCDIRs (and FSYNCs) of directories
 	Writes    uint64 // successful WRITE requests
 	Cuts      uint64 // power cuts, by Cut, CutAfterSync or Restart
 	Restarts  uint64 // successful Restarts
-	Refused   uint64 // requests answered EIO because the power was cut
+	Refused   uint64 // requests answered EIO: after a cut, or through a mount that Restart replaced
 
 	// FsyncsAfterCut counts fsyncs that succeeded after a cut without making
 	// anything durable (ContinueAfterCut).
