@@ -82,7 +82,9 @@
 // # Limits
 //
 // After a cut, reads that the kernel answers from its page cache still
-// succeed. A rename between two directories of which only the target was
+// succeed. sync(2) and syncfs(2) make nothing durable: go-fuse does not pass
+// SYNCFS on, so only fsync, fdatasync, msync(MS_SYNC) and O_SYNC or O_DSYNC
+// writes count. A rename between two directories of which only the target was
 // fsync'd leaves, after Restart, the file under both names (one inode).
 // Storage is limited by the memory of the serving process.
 package lazyfs
