@@ -14,27 +14,45 @@ import (
 	"golang.org/x/sys/unix"
 )
 
+// MAP_SHARED pages count once msync'd. With the server in a child process
+// (the default) the test process itself maps files of the mount, as an
+// in-process Badger does; with InProcess a child process maps them.
 func TestMmapSharedNeedsMsync(t *testing.T) {
-	f := Mount(t, "", RulePOSIX, InProcess())
-	d := f.Dir()
-	const size = 1 << 20
-	offs := []int{0, 100 * pageSize, size - 5}
-	var args []string
-	for _, off := range offs {
-		args = append(args, strconv.Itoa(off))
+	for _, tc := range []struct {
+		name  string
+		opts  []Option
+		child bool // map in a child process
+	}{
+		{"test process maps", nil, false},
+		{"child maps", []Option{InProcess()}, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := Mount(t, "", RulePOSIX, tc.opts...)
+			d := f.Dir()
+			const size = 1 << 20
+			offs := []int{0, 100 * pageSize, size - 5}
+			wantContent := make([]byte, size)
+			for name, sync := range map[string]string{"synced": "true", "dropped": "false"} {
+				args := []string{filepath.Join(d, name), strconv.Itoa(size), sync}
+				for _, off := range offs {
+					args = append(args, strconv.Itoa(off))
+					copy(wantContent[off:], "hello")
+				}
+				if tc.child {
+					runChildOp(t, "mmap", args...)
+				} else if err := mapAndWrite(args); err != nil {
+					t.Fatal(err)
+				}
+			}
+			syncDir(t, d)
+			want(t, d, "synced", wantContent)
+			want(t, d, "dropped", wantContent)
+			runtime.GC() // the collector must not wait on a fault in the mount
+			restart(t, f)
+			want(t, d, "synced", wantContent)
+			want(t, d, "dropped", make([]byte, size))
+		})
 	}
-	runChildOp(t, "mmap", append([]string{filepath.Join(d, "synced"), strconv.Itoa(size), "true"}, args...)...)
-	runChildOp(t, "mmap", append([]string{filepath.Join(d, "dropped"), strconv.Itoa(size), "false"}, args...)...)
-	syncDir(t, d)
-	wantContent := make([]byte, size)
-	for _, off := range offs {
-		copy(wantContent[off:], "hello")
-	}
-	want(t, d, "synced", wantContent)
-	want(t, d, "dropped", wantContent)
-	restart(t, f)
-	want(t, d, "synced", wantContent)
-	want(t, d, "dropped", make([]byte, size))
 }
 
 func TestTruncateSparseAndUndone(t *testing.T) {
@@ -128,33 +146,4 @@ func TestFallocate(t *testing.T) {
 	if err := unix.Fallocate(int(fd.Fd()), unix.FALLOC_FL_COLLAPSE_RANGE, 0, pageSize); err != unix.EOPNOTSUPP {
 		t.Fatalf("collapse range: got %v, want EOPNOTSUPP", err)
 	}
-}
-
-// With the server in a child process (the default), the test process itself
-// may map files of the mount, as Badger does.
-func TestMmapInTestProcess(t *testing.T) {
-	f := Mount(t, "", RulePOSIX)
-	d := f.Dir()
-	const size = 1 << 20
-	offs := []int{0, 100 * pageSize, size - 5}
-	var args []string
-	for _, off := range offs {
-		args = append(args, strconv.Itoa(off))
-	}
-	if err := mapAndWrite(append([]string{filepath.Join(d, "synced"), strconv.Itoa(size), "true"}, args...)); err != nil {
-		t.Fatal(err)
-	}
-	if err := mapAndWrite(append([]string{filepath.Join(d, "dropped"), strconv.Itoa(size), "false"}, args...)); err != nil {
-		t.Fatal(err)
-	}
-	syncDir(t, d)
-	wantContent := make([]byte, size)
-	for _, off := range offs {
-		copy(wantContent[off:], "hello")
-	}
-	want(t, d, "dropped", wantContent)
-	runtime.GC() // the collector must not wait on a fault in the mount
-	restart(t, f)
-	want(t, d, "synced", wantContent)
-	want(t, d, "dropped", make([]byte, size))
 }
