@@ -34,7 +34,7 @@ func (f *server) mountLocked() error {
 			FsName:            "lazyfs",
 			Name:              "lazyfs",
 			DisableXAttrs:     true,
-			MaxWrite:          1 << 20,
+			MaxWrite:          128 << 10,
 		},
 		EntryTimeout:   &timeout,
 		AttrTimeout:    &timeout,
