@@ -22,7 +22,8 @@
 //     does; other files' data still needs their own fsync.
 //
 // At a cut ([FS.Cut], or [FS.CutAfterSync] right after a chosen fsync)
-// the durable views freeze and every later request fails with EIO.
+// the durable views freeze and every later request fails with EIO (or, with
+// [ContinueAfterCut], succeeds without making anything durable).
 // [FS.Restart] unmounts, replaces every current view by its durable view and
 // mounts again at the same directory: a file whose name was never durable is
 // gone, an unlinked file whose directory was not synced is back, a renamed
@@ -40,8 +41,8 @@
 // By default the file system is served by a child process: the running
 // executable (the test binary) started again with LAZYFS_SERVE in its
 // environment, which this package's init turns into a FUSE server before any
-// main or TestMain runs; the FS is its handle, and Unmount (or the end of the
-// parent, which closes the child's input) ends it. The test process, its
+// main or TestMain runs; the FS is its handle, over a pair of pipes, and
+// Unmount ends it, as does the end of the parent (the child then unmounts). The test process, its
 // children and other programs (nats-server) use the mount point as an
 // ordinary directory, and may map its files: writable MAP_SHARED mappings
 // work (no direct I/O), and flock is emulated by the kernel.
