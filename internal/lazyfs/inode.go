@@ -45,7 +45,12 @@ func (in *inode) fill(out *fuse.Attr) {
 	out.Owner = fuse.Owner{Uid: in.uid, Gid: in.gid}
 	out.Blksize = pageSize
 	if in.isDir() {
-		out.Nlink = 2
+		out.Nlink = 2 // itself and "."; plus each subdirectory's ".."
+		for _, k := range in.kids {
+			if k.isDir() {
+				out.Nlink++
+			}
+		}
 		out.Size = pageSize
 		out.Blocks = pageSize / 512
 	} else {

@@ -87,6 +87,15 @@ func TestAppendAndStat(t *testing.T) {
 	if st, err = os.Stat(p); err != nil || st.Mode().Perm() != 0o644 {
 		t.Fatalf("after chmod: got %v, %v; want -rw-r--r--", st.Mode(), err)
 	}
+	for _, sub := range []string{"x", "y"} {
+		if err := os.Mkdir(filepath.Join(d, sub), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var dst syscall.Stat_t
+	if err := syscall.Stat(d, &dst); err != nil || dst.Nlink != 4 {
+		t.Fatalf("links of a directory with two subdirectories: got %d, %v; want 4", dst.Nlink, err)
+	}
 	var sfs unix.Statfs_t
 	if err := unix.Statfs(d, &sfs); err != nil {
 		t.Fatal(err)
