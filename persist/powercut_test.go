@@ -291,9 +291,7 @@ type storeContent struct {
 }
 
 // readStore opens the store in dir as a host would after the cut, in a
-// child process (a process must not map files of a FUSE mount it serves:
-// a page fault it would have to answer itself can stall its garbage
-// collector, and with it the server). The child checks that the store and
+// fresh child process. The child checks that the store and
 // every topic open (also as a bus topic) and that every topic reads from
 // its first record to its last with no gap and no payload twice; readStore
 // returns what the store holds.
