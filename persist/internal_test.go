@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -372,9 +373,11 @@ func (l *lockedWriter) Write(p []byte) (int, error) {
 	return l.w.Write(p)
 }
 
-// errorLog counts error-level log records.
+// errorLog keeps the messages of log records at min and above (the zero
+// min is slog.LevelInfo; tests set LevelError or LevelWarn).
 type errorLog struct {
 	slog.Handler
+	min    slog.Level
 	mu     sync.Mutex
 	errors []string
 }
@@ -382,7 +385,7 @@ type errorLog struct {
 func (h *errorLog) Enabled(context.Context, slog.Level) bool { return true }
 
 func (h *errorLog) Handle(ctx context.Context, r slog.Record) error {
-	if r.Level >= slog.LevelError {
+	if r.Level >= h.min {
 		h.mu.Lock()
 		h.errors = append(h.errors, r.Message)
 		h.mu.Unlock()
@@ -390,10 +393,17 @@ func (h *errorLog) Handle(ctx context.Context, r slog.Record) error {
 	return nil
 }
 
+// has reports whether a kept message contains sub.
+func (h *errorLog) has(sub string) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return slices.ContainsFunc(h.errors, func(m string) bool { return strings.Contains(m, sub) })
+}
+
 // TestValueLogGC runs the background pass's value-log collection over
 // large records (kept in the value log) that retention dropped.
 func TestValueLogGC(t *testing.T) {
-	log := &errorLog{Handler: slog.DiscardHandler}
+	log := &errorLog{Handler: slog.DiscardHandler, min: slog.LevelError}
 	s := mustOpen(t, t.TempDir(), Buffered(), WithLogger(slog.New(log)), MaxRecordSize(2<<20),
 		Retain(Limits{Count: 10}), RetentionInterval(time.Millisecond))
 	ctx := context.Background()

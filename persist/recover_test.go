@@ -5,9 +5,6 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"slices"
-	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -15,30 +12,6 @@ import (
 
 	"github.com/courierbus/courier/bus"
 )
-
-// warnLog keeps the messages of warnings and errors.
-type warnLog struct {
-	slog.Handler
-	mu   sync.Mutex
-	msgs []string
-}
-
-func (h *warnLog) Enabled(context.Context, slog.Level) bool { return true }
-
-func (h *warnLog) Handle(_ context.Context, r slog.Record) error {
-	if r.Level >= slog.LevelWarn {
-		h.mu.Lock()
-		h.msgs = append(h.msgs, r.Message)
-		h.mu.Unlock()
-	}
-	return nil
-}
-
-func (h *warnLog) has(sub string) bool {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	return slices.ContainsFunc(h.msgs, func(m string) bool { return strings.Contains(m, sub) })
-}
 
 // TestTornTailDropped: records at the end of a topic's log that cannot be
 // read (their bytes lost, or not there at all) are dropped at Open, with a
@@ -75,13 +48,13 @@ func TestTornTailDropped(t *testing.T) {
 		return nil
 	})
 
-	log := &warnLog{Handler: slog.DiscardHandler}
+	log := &errorLog{Handler: slog.DiscardHandler, min: slog.LevelWarn}
 	s = mustOpen(t, dir, WithLogger(slog.New(log)))
 	if got := s.Stats().Dropped; got != 6 {
 		t.Errorf("Stats().Dropped = %d, want 6", got)
 	}
 	if !log.has("unreadable at the end") {
-		t.Errorf("no warning about the dropped records; logged %q", log.msgs)
+		t.Errorf("no warning about the dropped records; logged %q", log.errors)
 	}
 	for _, tc := range []struct {
 		topic    string
