@@ -80,7 +80,7 @@ type Node struct {
 
 	mu     sync.Mutex
 	topics map[string]*topicLog
-	feed   bus.Feed
+	feed   atomic.Pointer[feedRef] // the attached bus's; nil when none
 	subs   []*nats.Subscription
 	cc     jetstream.ConsumeContext
 	seen   map[string]time.Time // other nodes' last heartbeat
@@ -314,76 +314,6 @@ func (n *Node) Name() string { return n.cfg.Name }
 // Epoch returns the epoch of the cluster's history: the same on every node.
 func (n *Node) Epoch() uint64 { return n.ep }
 
-// Attach implements [bus.Broker]: it starts the node's share of the cluster
-// for the bus.
-func (n *Node) Attach(f bus.Feed) error {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	if n.feed != nil {
-		return errors.New("cluster: node already attached to a bus")
-	}
-	if n.closed {
-		return bus.ErrClosed
-	}
-	n.feed = f
-	ctx, cancel := context.WithTimeout(n.ctx, n.cfg.Timeout)
-	defer cancel()
-	// Members this node had before a restart are gone with it.
-	n.dropMembers(ctx, n.cfg.Name)
-	// The queue groups registered so far, then everything after them.
-	from, err := n.loadGroups(ctx)
-	if err != nil {
-		return err
-	}
-	if err := n.publishGroup(ctx, n.cfg.Name, "", "", false); err != nil {
-		return err
-	}
-	cons, err := n.js.OrderedConsumer(ctx, n.cfg.Stream, jetstream.OrderedConsumerConfig{
-		FilterSubjects: []string{n.subj + ">", n.gsubj()},
-		DeliverPolicy:  jetstream.DeliverByStartSequencePolicy,
-		OptStartSeq:    from,
-	})
-	if err != nil {
-		return fmt.Errorf("%w: %v", ErrUnavailable, err)
-	}
-	n.cc, err = cons.Consume(n.onRecord, jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
-		if !errors.Is(err, jetstream.ErrOrderedConsumerReset) {
-			n.log.Warn("cluster: feed", "err", err)
-		}
-	}))
-	if err != nil {
-		return fmt.Errorf("%w: %v", ErrUnavailable, err)
-	}
-	sub := func(subject, queue string, h nats.MsgHandler) error {
-		var s *nats.Subscription
-		var err error
-		if queue == "" {
-			s, err = n.nc.Subscribe(subject, h)
-		} else {
-			s, err = n.nc.QueueSubscribe(subject, queue, h)
-		}
-		if err != nil {
-			return fmt.Errorf("%w: %v", ErrUnavailable, err)
-		}
-		n.subs = append(n.subs, s)
-		return nil
-	}
-	if err := sub(n.cfg.Prefix+".v.>", "", n.onVolatile); err != nil {
-		return err
-	}
-	if err := sub(n.cfg.Prefix+".hb", "", n.onBeat); err != nil {
-		return err
-	}
-	w, err := n.kvP.WatchAll(n.ctx)
-	if err != nil {
-		return fmt.Errorf("%w: presence: %v", ErrUnavailable, err)
-	}
-	n.wg.Add(2)
-	go n.watchPresence(w)
-	go n.beat()
-	return nil
-}
-
 // Close leaves the cluster: the node stops receiving and its goroutines
 // end. Its members stay in their rooms for MemberGrace, unless the node
 // comes back under the same name first. Close the bus first.
@@ -395,7 +325,7 @@ func (n *Node) Close() error {
 	}
 	n.closed = true
 	n.shut.Store(true)
-	if n.feed != nil {
+	if n.feed.Load() != nil {
 		// This node's queue groups go with it.
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		n.publishGroup(ctx, n.cfg.Name, "", "", false)
@@ -1014,7 +944,7 @@ func (n *Node) onRecord(m jetstream.Msg) {
 		n.log.Error("cluster: a message in the stream is not Courier's", "subject", m.Subject(), "err", err)
 		return
 	}
-	n.feed.Record(topic, r)
+	n.fed().Record(topic, r)
 	n.stats.fed.Add(1)
 	if md, err := m.Metadata(); err == nil {
 		n.stats.feedSeq.Store(md.Sequence.Stream)
@@ -1046,7 +976,7 @@ func (n *Node) onVolatile(m *nats.Msg) {
 	if err := decode(m.Header, m.Data, &r); err != nil {
 		return
 	}
-	n.feed.Volatile(topic, r)
+	n.fed().Volatile(topic, r)
 }
 
 // ---- presence
@@ -1095,7 +1025,7 @@ func (n *Node) watchPresence(w jetstream.KeyWatcher) {
 				continue
 			}
 			if e.Operation() != jetstream.KeyValuePut {
-				n.feed.Presence(room, member, "", false)
+				n.fed().Presence(room, member, "", false)
 				continue
 			}
 			var p presence
@@ -1105,10 +1035,10 @@ func (n *Node) watchPresence(w jetstream.KeyWatcher) {
 			if p.Node == n.cfg.Name {
 				// The member is this node's now (a session taken over
 				// from another node): no longer another node's.
-				n.feed.Presence(room, member, "", false)
+				n.fed().Presence(room, member, "", false)
 				continue
 			}
-			n.feed.Presence(room, member, p.Info, true)
+			n.fed().Presence(room, member, p.Info, true)
 		}
 	}
 }
@@ -1364,7 +1294,7 @@ func (n *Node) publishGroup(ctx context.Context, node, group, pattern string, jo
 // replays the old ones.
 func (n *Node) onGroup(h nats.Header, live bool) {
 	node, group := h.Get(hNode), h.Get(hGroup)
-	n.feed.Group(node, group, h.Get(hPattern), h.Get(hJoined) == "1")
+	n.fed().Group(node, group, h.Get(hPattern), h.Get(hJoined) == "1")
 	if !live || node != n.cfg.Name || group != "" || h.Get(hBy) == n.cfg.Name {
 		return
 	}

@@ -1,6 +1,7 @@
 // Package tcpproxy is a TCP proxy on 127.0.0.1 for Courier's tests: it
 // stands between clients and a server and can cut every connection through
-// it at once, as a network failure does.
+// it at once, as a network failure does, or block it (cut, and refuse new
+// connections until unblocked), as a network partition does.
 package tcpproxy
 
 import (
@@ -24,6 +25,7 @@ type Proxy struct {
 	cuts  int
 	limit func() int64 // bytes a new connection may carry to its client
 	cutAt int          // connections cut by their limit
+	block bool         // refuse connections
 }
 
 // New starts a proxy to the server at address to, on a free port of
@@ -68,12 +70,26 @@ func (p *Proxy) accept() {
 		if err != nil {
 			return
 		}
+		p.mu.Lock()
+		blocked := p.block
+		p.mu.Unlock()
+		if blocked {
+			in.Close()
+			continue
+		}
 		out, err := net.DialTimeout("tcp", p.to, 5*time.Second)
 		if err != nil {
 			in.Close()
 			continue
 		}
 		p.mu.Lock()
+		if p.block {
+			// Blocked while dialing.
+			p.mu.Unlock()
+			in.Close()
+			out.Close()
+			continue
+		}
 		p.pairs[in] = out
 		var n int64
 		if p.limit != nil {
@@ -121,6 +137,22 @@ func (p *Proxy) Cut() int {
 		p.cuts++
 	}
 	return n
+}
+
+// Block cuts every connection through the proxy and refuses new ones
+// until Unblock; it returns how many it cut.
+func (p *Proxy) Block() int {
+	p.mu.Lock()
+	p.block = true
+	p.mu.Unlock()
+	return p.Cut()
+}
+
+// Unblock lets connections through again.
+func (p *Proxy) Unblock() {
+	p.mu.Lock()
+	p.block = false
+	p.mu.Unlock()
 }
 
 // Cuts returns how many Cut calls found connections to cut.
