@@ -1,7 +1,9 @@
 // Package natscluster runs a NATS cluster with JetStream inside the
 // process, on 127.0.0.1: for Courier's cluster tests, benchmarks and
 // examples/cluster. Each server keeps JetStream's files under its own
-// directory, so a server stopped and started again keeps its streams.
+// directory, so a server stopped and started again keeps its streams, and
+// syncs them to disk on every write (sync_interval: always), the setting
+// docs/cluster.md asks of production servers.
 package natscluster
 
 import (
@@ -25,11 +27,25 @@ type Cluster struct {
 	ports   []int // client ports
 	routes  []int // cluster ports
 	servers []*server.Server
+	via     func(from, to int, addr string) string
+	peers   [][]string // each server's route URLs
+}
+
+// Option configures Start.
+type Option func(*Cluster)
+
+// RouteVia makes server from reach server to's cluster port, addr, at the
+// address f returns (a proxy in front of it, which the caller starts), for
+// every ordered pair of servers. Servers then use no other route: each
+// advertises an address where nothing listens, so what they tell each other
+// about their real cluster ports leads nowhere.
+func RouteVia(f func(from, to int, addr string) string) Option {
+	return func(c *Cluster) { c.via = f }
 }
 
 // Start starts n servers (n ≥ 1) keeping their files under dir, and waits
 // until JetStream is ready on all of them.
-func Start(n int, dir string) (*Cluster, error) {
+func Start(n int, dir string, opts ...Option) (*Cluster, error) {
 	// The ports are found free, closed, then taken by the servers: another
 	// process may take one in between. Then start again on other ports.
 	var err error
@@ -39,15 +55,18 @@ func Start(n int, dir string) (*Cluster, error) {
 			d = filepath.Join(dir, "retry-"+strconv.Itoa(try)) // not the failed start's files
 		}
 		var c *Cluster
-		if c, err = start(n, d); err == nil {
+		if c, err = start(n, d, opts); err == nil {
 			return c, nil
 		}
 	}
 	return nil, err
 }
 
-func start(n int, dir string) (*Cluster, error) {
+func start(n int, dir string, opts []Option) (*Cluster, error) {
 	c := &Cluster{name: "courier", dir: dir, servers: make([]*server.Server, n)}
+	for _, o := range opts {
+		o(c)
+	}
 	for range n {
 		p, err := freePort()
 		if err != nil {
@@ -59,6 +78,20 @@ func start(n int, dir string) (*Cluster, error) {
 		}
 		c.ports = append(c.ports, p)
 		c.routes = append(c.routes, r)
+	}
+	for i := range n {
+		var rs []string
+		for j, r := range c.routes {
+			if j == i {
+				continue
+			}
+			addr := "127.0.0.1:" + strconv.Itoa(r)
+			if c.via != nil {
+				addr = c.via(i, j, addr)
+			}
+			rs = append(rs, "nats-route://"+addr)
+		}
+		c.peers = append(c.peers, rs)
 	}
 	for i := range n {
 		if err := c.start(i); err != nil {
@@ -94,16 +127,17 @@ func (c *Cluster) start(i int) error {
 		DisableJetStreamBanner: true,
 		JetStreamMaxMemory:     64 << 20,
 		JetStreamMaxStore:      1 << 30,
+		// Every write reaches the disk before it is acknowledged: with
+		// the default (a sync every two minutes) a power cut of the
+		// servers loses acknowledged writes.
+		SyncAlways: true,
 	}
 	if len(c.ports) > 1 {
 		opts.Cluster = server.ClusterOpts{Name: c.name, Host: "127.0.0.1", Port: c.routes[i]}
-		var rs []string
-		for j, r := range c.routes {
-			if j != i {
-				rs = append(rs, "nats-route://127.0.0.1:"+strconv.Itoa(r))
-			}
+		if c.via != nil {
+			opts.Cluster.Advertise = "127.0.0.1:1" // nothing listens on port 1
 		}
-		opts.Routes = server.RoutesFromStr(strings.Join(rs, ","))
+		opts.Routes = server.RoutesFromStr(strings.Join(c.peers[i], ","))
 	}
 	s, err := server.NewServer(opts)
 	if err != nil {
