@@ -589,6 +589,12 @@ func (n *Node) commit(topic string, l *topicLog) {
 		l.mu.Unlock()
 		ctx, cancel := context.WithTimeout(n.ctx, n.cfg.Timeout)
 		first, err := n.appendBatch(ctx, topic, l, batch)
+		if err != nil && errors.Is(ctx.Err(), context.DeadlineExceeded) && !errors.Is(err, ErrUnavailable) {
+			// Connected, but no quorum committed it in time (the node's
+			// server is on the minority side of a partition, or the
+			// stream has no leader yet).
+			err = fmt.Errorf("%w: not committed within %v: %v", ErrUnavailable, n.cfg.Timeout, err)
+		}
 		cancel()
 		if err != nil {
 			n.stats.failed.Add(uint64(len(batch)))

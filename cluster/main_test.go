@@ -66,6 +66,14 @@ func newCluster(t testing.TB, n int, cfg cluster.Config, opts ...bus.Option) *te
 	if err != nil {
 		t.Fatal(err)
 	}
+	return newClusterOn(t, nc, cfg, opts...)
+}
+
+// newClusterOn is newCluster on NATS servers already started; it shuts
+// them down at the end.
+func newClusterOn(t testing.TB, nc *natscluster.Cluster, cfg cluster.Config, opts ...bus.Option) *testCluster {
+	t.Helper()
+	n := nc.Len()
 	tc := &testCluster{t: t, nats: nc, nodes: make([]*testNode, n), cfg: cfg, opts: opts}
 	t.Cleanup(func() {
 		for i := range tc.nodes {

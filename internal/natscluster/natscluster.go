@@ -240,3 +240,15 @@ func (c *Cluster) Shutdown() {
 		c.Stop(i)
 	}
 }
+
+// Routes returns how many routes server i has to other servers (0 when it
+// is stopped).
+func (c *Cluster) Routes(i int) int {
+	c.mu.Lock()
+	s := c.servers[i]
+	c.mu.Unlock()
+	if s == nil {
+		return 0
+	}
+	return s.NumRoutes()
+}
