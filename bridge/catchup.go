@@ -150,8 +150,8 @@ func (s *session) sendChunk(ch chunk, msgs []bus.Message[any]) {
 			continue
 		}
 		if ep := m.Position().Epoch; ep != st.epoch {
-			s.resync(cs, st, seq)
 			st.epoch = ep
+			s.resync(cs, st, seq)
 		}
 		if !m.Reaches(s.member) {
 			st.next++

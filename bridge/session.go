@@ -236,6 +236,15 @@ func (s *session) offer(cs *csub, m *bus.Message[any], tail []byte) {
 	}
 	pos := m.Position()
 	st := cs.stream(m.Topic(), pos.Epoch, seq)
+	if pos.Epoch != st.epoch {
+		// The topic's history went back to seq-1 and goes on under a new
+		// epoch (a cluster lost acknowledged messages): what this
+		// subscription had from seq on is gone.
+		st.epoch = pos.Epoch
+		if st.next > seq {
+			s.resync(cs, st, seq)
+		}
+	}
 	if !st.synced {
 		if seq >= st.next && seq > st.known {
 			st.known = seq

@@ -20,6 +20,14 @@ import (
 // the same on every bus sharing the broker (one shared log per topic), and
 // the broker must hand every appended record, its own bus's included, to
 // every attached Feed.
+//
+// A broker whose shared history can go back (a cluster whose servers lost
+// acknowledged records) must never give a position (epoch, seq) twice: the
+// topic's next record then starts a new epoch, numbered after the last
+// record the history still holds, and is handed to every Feed with
+// [Record.Epoch] set. A bus takes the new epoch from that record on; the
+// records the history still holds keep their numbers, now under the new
+// epoch, and positions of the old one are [ErrNotCovered].
 type Broker interface {
 	Store
 	// Attach starts handing the records appended by every bus to f: for
@@ -74,6 +82,17 @@ type (
 	// called; Request asks one of the buses serving name and returns its
 	// encoded reply, an error wrapping [ErrNoHandler] when none does, or
 	// the handler's error.
+	// HistoryChecker lets the bus ask whether a position a client or a
+	// durable consumer presents, of the topic's epoch and past the end of
+	// what this bus has applied, names a record the shared history no
+	// longer holds: a number that was given and is gone, because the
+	// history went back. Lost is then true, the bus answers
+	// [ErrNotCovered], and the broker must give the topic a new epoch
+	// before it gives that number again. Lost is false for a position the
+	// history holds (this bus is behind) or past every number given.
+	HistoryChecker interface {
+		Lost(ctx context.Context, topic string, p Position) (bool, error)
+	}
 	RequestBroker interface {
 		Serve(name string, h func(ctx context.Context, data []byte) ([]byte, error)) (stop func(), err error)
 		Request(ctx context.Context, name string, data []byte) ([]byte, error)
@@ -98,7 +117,7 @@ func (f feed) Record(topic string, r Record) {
 	if b.ctx.Err() != nil {
 		return
 	}
-	ts, err := b.feedTopic(topic, r.Seq)
+	ts, err := b.feedTopic(topic, r.Seq, r.Epoch)
 	if err != nil {
 		b.log.Error("bus: broker record for an unusable topic", "topic", topic, "err", err)
 		return
@@ -119,7 +138,7 @@ func (f feed) Record(topic string, r Record) {
 		e.setBytes(r.Data)
 		e.seq, e.at = r.Seq, b.at(r.Time)
 	}
-	ts.apply(e)
+	ts.apply(e, r.Epoch)
 }
 
 func (f feed) Volatile(topic string, r Record) {
@@ -224,14 +243,14 @@ func (b *Bus) remoteMembers(room string) []string {
 }
 
 // feedTopic returns the topic for a record from the broker (see openTopic).
-func (b *Bus) feedTopic(name string, seq uint64) (*topicState, error) {
+func (b *Bus) feedTopic(name string, seq, epoch uint64) (*topicState, error) {
 	b.mu.RLock()
 	ts := b.topics[name]
 	b.mu.RUnlock()
 	if ts != nil {
 		return ts, nil
 	}
-	return b.openTopic(b.ctx, name, b.cfg.topic, seq)
+	return b.openTopic(b.ctx, name, b.cfg.topic, seq, epoch)
 }
 
 // recordEntry makes an entry from a record of the Store or the broker.
@@ -248,9 +267,18 @@ func (ts *topicState) recordEntry(r *Record) (*entry, error) {
 }
 
 // apply dispatches a record from the broker, in sequence order: one the
-// topic already has is dropped.
-func (ts *topicState) apply(e *entry) {
+// topic already has is dropped. epoch, when not 0 and not the topic's,
+// starts a new epoch at e (see Record.Epoch): what the bus held past e.seq-1
+// was lost, and goes from its history.
+func (ts *topicState) apply(e *entry, epoch uint64) {
 	ts.pubMu.Lock()
+	if epoch != 0 && epoch != ts.epoch.Load() {
+		ts.b.log.Warn("bus: the broker's history went back: new epoch", "topic", ts.name, "seq", e.seq, "had", ts.last, "epoch", epoch)
+		ts.epoch.Store(epoch)
+		ts.hist.reset(e.seq)
+		ts.last = e.seq - 1
+	}
+	e.epoch = ts.epoch.Load()
 	if e.seq <= ts.last {
 		ts.pubMu.Unlock()
 		return
@@ -494,4 +522,28 @@ func (b *Bus) shareGroup(group, pattern string, joined bool) {
 	if err := gb.ShareGroup(ctx, group, pattern, joined); err != nil {
 		b.log.Error("bus: share queue group", "group", group, "pattern", pattern, "err", err)
 	}
+}
+
+// checkAhead returns [ErrNotCovered] when p, a position of the topic's
+// epoch past what the bus has applied, names a record the broker's history
+// no longer holds (see HistoryChecker); nil otherwise.
+func (ts *topicState) checkAhead(ctx context.Context, p Position) error {
+	hc, ok := ts.b.store.(HistoryChecker)
+	if !ok || !ts.persisted {
+		return nil
+	}
+	ts.pubMu.Lock()
+	ahead := p.Epoch == ts.epoch.Load() && p.Seq > ts.last
+	ts.pubMu.Unlock()
+	if !ahead {
+		return nil
+	}
+	lost, err := hc.Lost(ctx, ts.name, p)
+	if err != nil {
+		return fmt.Errorf("bus: topic %q: check seq %d: %w", ts.name, p.Seq, err)
+	}
+	if lost {
+		return fmt.Errorf("%w: topic %q: seq %d was lost when its history went back; it has a new epoch", ErrNotCovered, ts.name, p.Seq)
+	}
+	return nil
 }

@@ -282,15 +282,16 @@ func (b *Bus) roomForTopicLocked(name string) error {
 }
 
 func (b *Bus) createTopic(ctx context.Context, name string, cfg topicConfig) (*topicState, error) {
-	return b.openTopic(ctx, name, cfg, 0)
+	return b.openTopic(ctx, name, cfg, 0, 0)
 }
 
 // openTopic makes the state of topic name. fed, when not 0, is the
 // sequence number of a record the broker hands for a topic this bus has
 // not seen: the topic starts just before it, whatever the log held before
 // (that is history, read from the broker when asked for), and MaxTopics
-// does not apply, since the broker's records must be delivered.
-func (b *Bus) openTopic(ctx context.Context, name string, cfg topicConfig, fed uint64) (*topicState, error) {
+// does not apply, since the broker's records must be delivered. epoch, when
+// not 0, is the epoch that record starts (see Record.Epoch).
+func (b *Bus) openTopic(ctx context.Context, name string, cfg topicConfig, fed, epoch uint64) (*topicState, error) {
 	if fed == 0 {
 		if err := b.roomForTopic(name); err != nil {
 			return nil, err
@@ -306,6 +307,9 @@ func (b *Bus) openTopic(ctx context.Context, name string, cfg topicConfig, fed u
 		if fed != 0 {
 			st.Last = fed - 1
 			st.First = min(st.First, fed)
+		}
+		if epoch != 0 {
+			st.Epoch = epoch
 		}
 	} else {
 		st.Epoch = newEpoch()

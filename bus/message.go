@@ -13,6 +13,7 @@ import (
 type entry struct {
 	topic *topicState
 	seq   uint64
+	epoch uint64 // the topic's epoch when the message was given seq
 	at    int64 // publish time: nanoseconds since the bus started (see Bus.now)
 	meta  *meta // nil for a publish without filters, id or headers
 	val   valuer
@@ -60,6 +61,7 @@ func (e *valueEntry[T]) anyValue() any { return e.v }
 func newEntry[T any](ts *topicState, v T) *entry {
 	te := &valueEntry[T]{v: v}
 	te.entry.topic = ts
+	te.entry.epoch = ts.epoch.Load()
 	te.entry.val = te
 	return &te.entry
 }
@@ -126,7 +128,7 @@ func (m Message[T]) Topic() string { return m.e.topic.name }
 func (m Message[T]) Seq() uint64 { return m.e.seq }
 
 // Position returns the message's stream position.
-func (m Message[T]) Position() Position { return Position{Epoch: m.e.topic.epoch, Seq: m.e.seq} }
+func (m Message[T]) Position() Position { return Position{Epoch: m.e.epoch, Seq: m.e.seq} }
 
 // Time returns when the message was published.
 func (m Message[T]) Time() time.Time { return m.e.topic.b.wall(m.e.at) }

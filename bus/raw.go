@@ -73,7 +73,7 @@ func (b *Bus) Position(ctx context.Context, topic string) (Position, error) {
 	}
 	ts.pubMu.Lock()
 	defer ts.pubMu.Unlock()
-	return Position{Epoch: ts.epoch, Seq: ts.last}, nil
+	return Position{Epoch: ts.epoch.Load(), Seq: ts.last}, nil
 }
 
 // Read returns up to limit messages of topic's history from sequence number
@@ -144,7 +144,7 @@ func (b *Bus) Bounds(ctx context.Context, topic string) (Bounds, error) {
 	}
 	ts.pubMu.Lock()
 	first, n := ts.hist.bounds()
-	bd := Bounds{Epoch: ts.epoch, First: first, Last: ts.last}
+	bd := Bounds{Epoch: ts.epoch.Load(), First: first, Last: ts.last}
 	ts.pubMu.Unlock()
 	if n == 0 {
 		bd.First = bd.Last + 1

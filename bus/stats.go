@@ -73,7 +73,7 @@ func (b *Bus) Stats() Stats {
 		last, published := ts.last, ts.published
 		ts.pubMu.Unlock()
 		st.Topics = append(st.Topics, TopicStats{
-			Name: ts.name, Epoch: ts.epoch, Last: last, History: n, Persisted: ts.persisted,
+			Name: ts.name, Epoch: ts.epoch.Load(), Last: last, History: n, Persisted: ts.persisted,
 			Published: published, Delivered: ts.stats.delivered.Load(),
 			Redelivered: ts.stats.redelivered.Load(), DeadLettered: ts.stats.deadLettered.Load(),
 			Dropped: ts.stats.dropped.Load(),

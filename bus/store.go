@@ -24,6 +24,11 @@ type Record struct {
 	ExceptMember string
 	// Data is the encoded value.
 	Data []byte
+	// Epoch, when not 0, marks a record a [Broker] hands a [Feed] as the
+	// first of a new epoch of its topic: the shared history went back to
+	// Seq-1 (acknowledged records past it were lost), and goes on under
+	// Epoch. Stores leave it 0; the bus ignores it elsewhere.
+	Epoch uint64
 }
 
 // TopicState is what a [Store] holds for one topic.

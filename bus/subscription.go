@@ -112,6 +112,12 @@ func (b *Bus) subscribe(pattern string, ts *topicState, deliver func(context.Con
 // nothing published meanwhile is missed or seen twice.
 func (s *Subscription) attach() error {
 	b, ts := s.b, s.ts
+	if ts != nil && s.cfg.start.kind == startAfter && s.cfg.durable == "" {
+		// Before taking the lock: it may ask the broker.
+		if err := ts.checkAhead(s.ctx, s.cfg.start.pos); err != nil {
+			return err
+		}
+	}
 	if ts != nil {
 		ts.pubMu.Lock()
 		defer ts.pubMu.Unlock()
@@ -201,8 +207,8 @@ func (s *Subscription) startSeq() (uint64, error) {
 	case startSeq:
 		return max(st.seq, 1), s.covered(max(st.seq, 1))
 	case startAfter:
-		if st.pos.Epoch != ts.epoch {
-			return 0, fmt.Errorf("%w: topic %q: epoch %d, history is epoch %d", ErrNotCovered, ts.name, st.pos.Epoch, ts.epoch)
+		if ep := ts.epoch.Load(); st.pos.Epoch != ep {
+			return 0, fmt.Errorf("%w: topic %q: epoch %d, history is epoch %d", ErrNotCovered, ts.name, st.pos.Epoch, ep)
 		}
 		if st.pos.Seq == math.MaxUint64 {
 			return 0, fmt.Errorf("%w: no message comes after seq %d", ErrInvalidOption, st.pos.Seq)
@@ -816,7 +822,7 @@ func (s *Subscription) deadLetter(e *entry, attempts int, cause error) {
 		errText += "; encode: " + err.Error()
 	}
 	dl := DeadLetter{
-		Topic: ts.name, Seq: e.seq, Epoch: ts.epoch, Time: ts.b.wall(e.at), Headers: e.m().headers, Data: data,
+		Topic: ts.name, Seq: e.seq, Epoch: e.epoch, Time: ts.b.wall(e.at), Headers: e.m().headers, Data: data,
 		Attempts: attempts, Error: errText, Pattern: s.pattern, Durable: s.cfg.durable,
 	}
 	err = publishOne(context.WithoutCancel(s.ctx), s.b, DeadLetterTopic(ts.name), dl)

@@ -38,6 +38,7 @@ func (t *Topic[T]) entry(v T) *entry {
 	t.slabMu.Unlock()
 	te.v = v
 	te.entry.topic = t.ts
+	te.entry.epoch = t.ts.epoch.Load()
 	te.entry.val = te
 	return &te.entry
 }
@@ -102,7 +103,7 @@ func publishOne[T any](ctx context.Context, b *Bus, name string, v T, opts ...To
 func (t *Topic[T]) Name() string { return t.ts.name }
 
 // Epoch returns the epoch of the topic's history (see [Position]).
-func (t *Topic[T]) Epoch() uint64 { return t.ts.epoch }
+func (t *Topic[T]) Epoch() uint64 { return t.ts.epoch.Load() }
 
 // Publish publishes v and returns its sequence number, once the message is
 // in the topic's history (committed to the Store, for a persisted topic) and
@@ -163,8 +164,11 @@ func (t *Topic[T]) Read(ctx context.Context, from uint64, limit int) ([]Message[
 // [ErrNotCovered] when p's epoch is not the topic's or the history no longer
 // reaches back to it.
 func (t *Topic[T]) ReadAfter(ctx context.Context, p Position, limit int) ([]Message[T], error) {
-	if p.Epoch != t.ts.epoch {
-		return nil, fmt.Errorf("%w: topic %q: epoch %d, history is epoch %d", ErrNotCovered, t.ts.name, p.Epoch, t.ts.epoch)
+	if ep := t.ts.epoch.Load(); p.Epoch != ep {
+		return nil, fmt.Errorf("%w: topic %q: epoch %d, history is epoch %d", ErrNotCovered, t.ts.name, p.Epoch, ep)
+	}
+	if err := t.ts.checkAhead(ctx, p); err != nil {
+		return nil, err
 	}
 	return t.Read(ctx, p.Seq+1, limit)
 }
@@ -173,7 +177,7 @@ func (t *Topic[T]) ReadAfter(ctx context.Context, p Position, limit int) ([]Mess
 type topicState struct {
 	b         *Bus
 	name      string
-	epoch     uint64
+	epoch     atomic.Uint64 // changed only under pubMu, by a broker's new epoch
 	codec     Codec
 	persisted bool
 	bind      atomic.Pointer[binding]
@@ -202,12 +206,12 @@ func newTopicState(b *Bus, name string, cfg topicConfig, st TopicState, persiste
 	ts := &topicState{
 		b:         b,
 		name:      name,
-		epoch:     st.Epoch,
 		codec:     cfg.codec,
 		persisted: persisted,
 		last:      st.Last,
 		dedupe:    make(map[string]*dedupeRec),
 	}
+	ts.epoch.Store(st.Epoch)
 	ts.hist.init(cfg.historyLen, cfg.historyAge, st.Last+1)
 	return ts
 }
