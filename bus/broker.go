@@ -93,6 +93,13 @@ type (
 	HistoryChecker interface {
 		Lost(ctx context.Context, topic string, p Position) (bool, error)
 	}
+	// EpochAppender is Append that also returns the epoch the record was
+	// given under, for a broker whose topics' epochs can change: a publish
+	// then returns once its bus has that epoch, so that the position it
+	// reports is the record's.
+	EpochAppender interface {
+		AppendEpoch(ctx context.Context, topic string, r Record) (seq, epoch uint64, err error)
+	}
 	RequestBroker interface {
 		Serve(name string, h func(ctx context.Context, data []byte) ([]byte, error)) (stop func(), err error)
 		Request(ctx context.Context, name string, data []byte) ([]byte, error)
@@ -272,11 +279,27 @@ func (ts *topicState) recordEntry(r *Record) (*entry, error) {
 // was lost, and goes from its history.
 func (ts *topicState) apply(e *entry, epoch uint64) {
 	ts.pubMu.Lock()
+	var stale []seqWaiter
 	if epoch != 0 && epoch != ts.epoch.Load() {
 		ts.b.log.Warn("bus: the broker's history went back: new epoch", "topic", ts.name, "seq", e.seq, "had", ts.last, "epoch", epoch)
 		ts.epoch.Store(epoch)
 		ts.hist.reset(e.seq)
 		ts.last = e.seq - 1
+		// Publishes of the old epoch still waiting for their record will
+		// not see it: it was lost.
+		rest := ts.waiters[:0]
+		for _, w := range ts.waiters {
+			if w.epoch != 0 && w.epoch != epoch {
+				stale = append(stale, w)
+			} else {
+				rest = append(rest, w)
+			}
+		}
+		clear(ts.waiters[len(rest):])
+		ts.waiters = rest
+	}
+	for _, w := range stale {
+		close(w.done)
 	}
 	e.epoch = ts.epoch.Load()
 	if e.seq <= ts.last {
@@ -297,7 +320,7 @@ func (ts *topicState) apply(e *entry, epoch uint64) {
 	if len(ts.waiters) > 0 {
 		rest := ts.waiters[:0]
 		for _, w := range ts.waiters {
-			if w.seq <= e.seq {
+			if w.seq <= e.seq && (w.epoch == 0 || w.epoch == e.epoch) {
 				done = append(done, w)
 			} else {
 				rest = append(rest, w)
@@ -313,13 +336,14 @@ func (ts *topicState) apply(e *entry, epoch uint64) {
 }
 
 type seqWaiter struct {
-	seq  uint64
-	done chan struct{}
+	seq   uint64
+	epoch uint64 // 0: any
+	done  chan struct{}
 }
 
 func (ts *topicState) addWaiter(w seqWaiter) {
 	ts.pubMu.Lock()
-	if ts.last >= w.seq {
+	if ts.last >= w.seq && (w.epoch == 0 || w.epoch == ts.epoch.Load()) {
 		ts.pubMu.Unlock()
 		close(w.done)
 		return
@@ -333,13 +357,13 @@ func (ts *topicState) addWaiter(w seqWaiter) {
 // queued for its subscriptions, as without a broker. The record is in the
 // shared log already: if ctx or the bus ends first, the publish still
 // stands.
-func (ts *topicState) awaitApplied(ctx context.Context, seq uint64) {
+func (ts *topicState) awaitApplied(ctx context.Context, seq, epoch uint64) {
 	if handlerSub(ctx) != nil {
 		// A handler publishing: the feed may be waiting for room in its
 		// subscription's queue, so waiting here could wait for ever.
 		return
 	}
-	w := seqWaiter{seq: seq, done: make(chan struct{})}
+	w := seqWaiter{seq: seq, epoch: epoch, done: make(chan struct{})}
 	ts.addWaiter(w)
 	select {
 	case <-w.done:

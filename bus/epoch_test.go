@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"sync"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/courierbus/courier/bus"
@@ -116,4 +117,46 @@ func TestBrokerNewEpoch(t *testing.T) {
 			}
 		})
 	}
+}
+
+// epochBroker is a feedBroker whose appends give the epoch the test says.
+type epochBroker struct {
+	*feedBroker
+	seq, epoch uint64
+}
+
+func (e *epochBroker) AppendEpoch(ctx context.Context, topic string, r bus.Record) (uint64, uint64, error) {
+	return e.seq, e.epoch, nil
+}
+
+// A publish whose record the broker gave under a new epoch returns once
+// the bus has that epoch, even when its number is one the bus had under
+// the old one, so that the position it reports is the record's.
+func TestPublishWaitsForItsEpoch(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		eb := &epochBroker{feedBroker: &feedBroker{Store: bus.NewMemoryStore()}}
+		b := newBus(t, bus.WithBroker(eb))
+		tp := newTopic[int](t, b, "t")
+		for seq := uint64(1); seq <= 5; seq++ {
+			eb.record("t", seq, 0, int(seq))
+		}
+		const fresh = 99
+		eb.seq, eb.epoch = 4, fresh // 4 and 5 were lost
+		done := make(chan uint64, 1)
+		go func() {
+			seq, err := tp.Publish(context.Background(), 40)
+			if err != nil {
+				t.Error(err)
+			}
+			done <- seq
+		}()
+		synctest.Wait()
+		if len(done) != 0 {
+			t.Fatal("the publish returned before its record came back under its epoch")
+		}
+		eb.record("t", 4, fresh, 40)
+		if seq := <-done; seq != 4 || tp.Epoch() != fresh {
+			t.Fatalf("got seq %d under epoch %d, want 4 under %d", seq, tp.Epoch(), fresh)
+		}
+	})
 }

@@ -14,8 +14,8 @@ type entry struct {
 	topic *topicState
 	seq   uint64
 	epoch uint64 // the topic's epoch when the message was given seq
-	at    int64 // publish time: nanoseconds since the bus started (see Bus.now)
-	meta  *meta // nil for a publish without filters, id or headers
+	at    int64  // publish time: nanoseconds since the bus started (see Bus.now)
+	meta  *meta  // nil for a publish without filters, id or headers
 	val   valuer
 
 	enc atomic.Pointer[encoded] // the value's bytes, made on first use

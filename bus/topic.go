@@ -325,10 +325,16 @@ func (ts *topicState) publishPersisted(ctx context.Context, e *entry, rec *dedup
 	}
 	e.at = ts.b.now()
 	md := e.m()
-	seq, err := ts.b.store.Append(ctx, ts.name, Record{
+	r := Record{
 		Time: ts.b.wall(e.at), PublisherID: md.publisherID, Headers: md.headers,
 		To: md.to, Except: md.except, ExceptMember: md.exceptMember, Data: data,
-	})
+	}
+	var seq, epoch uint64
+	if ea, ok := ts.b.store.(EpochAppender); ok {
+		seq, epoch, err = ea.AppendEpoch(ctx, ts.name, r)
+	} else {
+		seq, err = ts.b.store.Append(ctx, ts.name, r)
+	}
 	if err != nil {
 		ts.release(rec, 0)
 		return 0, fmt.Errorf("bus: publish %q: %w", ts.name, err)
@@ -336,7 +342,7 @@ func (ts *topicState) publishPersisted(ctx context.Context, e *entry, rec *dedup
 	if ts.b.cfg.broker != nil {
 		// The broker hands every record back through the feed, in order
 		// with the other buses' records: that is where it is dispatched.
-		ts.awaitApplied(ctx, seq)
+		ts.awaitApplied(ctx, seq, epoch)
 		ts.release(rec, seq)
 		return seq, nil
 	}

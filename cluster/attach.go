@@ -89,32 +89,41 @@ func (n *Node) start() error {
 	if err != nil {
 		return fmt.Errorf("%w: presence: %v", ErrUnavailable, err)
 	}
-	n.wg.Add(2)
+	n.wg.Add(3)
 	go n.watchPresence(w)
 	go n.beat()
+	go n.watch()
 	return nil
 }
 
 // startFeed starts the node's reading of the stream at stream sequence
 // from. Caller holds mu.
 func (n *Node) startFeed(ctx context.Context, from uint64) error {
-	cons, err := n.js.OrderedConsumer(ctx, n.cfg.Stream, jetstream.OrderedConsumerConfig{
+	cc, err := n.consume(ctx, jetstream.OrderedConsumerConfig{
 		FilterSubjects: []string{n.subj + ">", n.gsubj()},
 		DeliverPolicy:  jetstream.DeliverByStartSequencePolicy,
 		OptStartSeq:    from,
 	})
+	n.cc = cc
+	return err
+}
+
+// consume starts a feed: an ordered consumer of the stream handing its
+// messages to onRecord.
+func (n *Node) consume(ctx context.Context, cfg jetstream.OrderedConsumerConfig) (jetstream.ConsumeContext, error) {
+	cons, err := n.js.OrderedConsumer(ctx, n.cfg.Stream, cfg)
 	if err != nil {
-		return fmt.Errorf("%w: %v", ErrUnavailable, err)
+		return nil, fmt.Errorf("%w: %v", ErrUnavailable, err)
 	}
-	n.cc, err = cons.Consume(n.onRecord, jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
+	cc, err := cons.Consume(n.onRecord, jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
 		if !errors.Is(err, jetstream.ErrOrderedConsumerReset) {
 			n.log.Warn("cluster: feed", "err", err)
 		}
 	}))
 	if err != nil {
-		return fmt.Errorf("%w: %v", ErrUnavailable, err)
+		return nil, fmt.Errorf("%w: %v", ErrUnavailable, err)
 	}
-	return nil
+	return cc, nil
 }
 
 // feedRef holds the Feed of the bus a node is attached to.

@@ -89,12 +89,14 @@ type Node struct {
 	mine   map[[2]string]bool   // this node's queue groups: group, pattern
 	closed bool
 	shut   atomic.Bool // closed, for the Store methods
+	fedAt  feedMark    // the last message the feed handed on
 	stats  counters
 }
 
 // counters are the node's Stats, counted as they happen.
 type counters struct {
 	appended, batches, conflicts, failed atomic.Uint64
+	epochs                               atomic.Uint64
 	fed, feedSeq                         atomic.Uint64
 }
 
@@ -109,6 +111,9 @@ type Stats struct {
 	// node had appended to the topic; Failed the appends that returned an
 	// error.
 	Appended, Batches, Conflicts, Failed uint64
+	// Epochs counts the new epochs this node started for topics whose
+	// history went back (JetStream lost acknowledged messages).
+	Epochs uint64
 	// Fed counts the messages of the shared log handed to this node's bus;
 	// FeedSeq is the stream position of the last one (compare it with the
 	// stream's last sequence to see how far behind the node is).
@@ -123,6 +128,7 @@ func (n *Node) Stats() Stats {
 		Batches:   n.stats.batches.Load(),
 		Conflicts: n.stats.conflicts.Load(),
 		Failed:    n.stats.failed.Load(),
+		Epochs:    n.stats.epochs.Load(),
 		Fed:       n.stats.fed.Load(),
 		FeedSeq:   n.stats.feedSeq.Load(),
 	}
@@ -138,14 +144,17 @@ func (n *Node) Stats() Stats {
 
 // topicLog is what a node knows of one topic's shared log, for appending.
 type topicLog struct {
-	mu    sync.Mutex // guards queue and busy
+	mu    sync.Mutex // guards queue, busy and seen
 	queue []*pending // appends waiting for the next batch
 	busy  bool       // a commit goroutine is running
+	seen  position   // the highest this node saw given (see saw)
 
 	// The topic's end as this node last knew it; the commit goroutine's.
 	known  bool
 	stream uint64 // stream sequence of the topic's last message
 	seq    uint64 // the topic's last sequence number
+	epoch  uint64 // the epoch of the topic's last message
+	fork   bool   // the next commit starts a new epoch (see epoch.go)
 }
 
 // Header names of a message in the stream.
@@ -157,6 +166,10 @@ const (
 	hErr  = "Courier-Error"
 	hCode = "Courier-Code"
 	hWait = "Courier-Timeout"
+	// The epoch a message was given under, and the mark of the first
+	// message of a new epoch (see epoch.go).
+	hEpoch = "Courier-Epoch"
+	hFork  = "Courier-Epoch-Start"
 )
 
 // New joins the cluster over nc, creating the stream and buckets if they do
@@ -397,6 +410,9 @@ func decode(h nats.Header, data []byte, r *bus.Record) error {
 		return fmt.Errorf("cluster: bad %s header: %v", hSeq, err)
 	}
 	r.Seq = seq
+	if h.Get(hFork) != "" {
+		r.Epoch, _ = strconv.ParseUint(h.Get(hEpoch), 10, 64)
+	}
 	ns, _ := strconv.ParseInt(h.Get(hTime), 10, 64)
 	r.Time = time.Unix(0, ns)
 	r.Data = data
@@ -468,12 +484,12 @@ func (n *Node) Topic(ctx context.Context, topic string) (bus.TopicState, error) 
 // bounds reads the topic's first and last messages: its state, and the
 // stream sequence of its last message (0 when it has none).
 func (n *Node) bounds(ctx context.Context, topic string) (bus.TopicState, uint64, error) {
-	end, last, err := n.last(ctx, topic)
+	e, err := n.end(ctx, topic)
 	if err != nil {
 		return bus.TopicState{}, 0, fmt.Errorf("cluster: topic %q: %w", topic, err)
 	}
-	st := bus.TopicState{Epoch: n.ep, Last: last}
-	if last > 0 {
+	st := bus.TopicState{Epoch: e.epoch, Last: e.seq}
+	if e.seq > 0 {
 		m, err := n.st.GetMsg(ctx, 1, jetstream.WithGetMsgSubject(n.subject(topic)))
 		switch {
 		case errors.Is(err, jetstream.ErrMsgNotFound):
@@ -488,7 +504,7 @@ func (n *Node) bounds(ctx context.Context, topic string) (bus.TopicState, uint64
 			st.First = r.Seq
 		}
 	}
-	return st, end, nil
+	return st, e.stream, nil
 }
 
 // Append implements [bus.Store]: it gives the record the topic's next
@@ -500,11 +516,18 @@ func (n *Node) bounds(ctx context.Context, topic string) (bus.TopicState, uint64
 // goes to JetStream the next ones queue, and go as one atomic batch (one
 // round trip; all stored or none).
 func (n *Node) Append(ctx context.Context, topic string, r bus.Record) (uint64, error) {
+	seq, _, err := n.AppendEpoch(ctx, topic, r)
+	return seq, err
+}
+
+// AppendEpoch implements [bus.EpochAppender]: Append, and the epoch the
+// record was given under.
+func (n *Node) AppendEpoch(ctx context.Context, topic string, r bus.Record) (seq, epoch uint64, err error) {
 	if n.shut.Load() {
-		return 0, errClosed
+		return 0, 0, errClosed
 	}
 	if err := ctx.Err(); err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	l := n.logOf(topic)
 	p := &pending{r: r, done: make(chan struct{})}
@@ -530,7 +553,7 @@ func (n *Node) Append(ctx context.Context, topic string, r bus.Record) (uint64, 
 				p.err = errClosed
 				close(p.done)
 			}
-			return 0, errClosed
+			return 0, 0, errClosed
 		}
 		go func() {
 			defer n.wg.Done()
@@ -539,20 +562,20 @@ func (n *Node) Append(ctx context.Context, topic string, r bus.Record) (uint64, 
 	}
 	select {
 	case <-p.done:
-		return p.seq, p.err
+		return p.seq, p.epoch, p.err
 	case <-ctx.Done():
 		// It may still be stored: a publish that failed may be delivered,
 		// as at-least-once allows.
-		return 0, ctx.Err()
+		return 0, 0, ctx.Err()
 	}
 }
 
 // pending is an append waiting for its commit.
 type pending struct {
-	r    bus.Record
-	seq  uint64
-	err  error
-	done chan struct{}
+	r          bus.Record
+	seq, epoch uint64
+	err        error
+	done       chan struct{}
 }
 
 // Bounds of one atomic batch (JetStream allows 1000 messages).
@@ -588,7 +611,7 @@ func (n *Node) commit(topic string, l *topicLog) {
 		l.queue = l.queue[k:]
 		l.mu.Unlock()
 		ctx, cancel := context.WithTimeout(n.ctx, n.cfg.Timeout)
-		first, err := n.appendBatch(ctx, topic, l, batch)
+		first, epoch, err := n.appendBatch(ctx, topic, l, batch)
 		if err != nil && errors.Is(ctx.Err(), context.DeadlineExceeded) && !errors.Is(err, ErrUnavailable) {
 			// Connected, but no quorum committed it in time (the node's
 			// server is on the minority side of a partition, or the
@@ -603,7 +626,7 @@ func (n *Node) commit(topic string, l *topicLog) {
 			if err != nil {
 				p.err = fmt.Errorf("cluster: append to %q: %w", topic, err)
 			} else {
-				p.seq = first + uint64(i)
+				p.seq, p.epoch = first+uint64(i), epoch
 			}
 			close(p.done)
 		}
@@ -613,22 +636,23 @@ func (n *Node) commit(topic string, l *topicLog) {
 // appendBatch stores the records of batch as the topic's next messages and
 // returns the sequence number of the first. Only commit calls it, one at a
 // time per topic: l's log position is its own.
-func (n *Node) appendBatch(ctx context.Context, topic string, l *topicLog, batch []*pending) (uint64, error) {
+func (n *Node) appendBatch(ctx context.Context, topic string, l *topicLog, batch []*pending) (first, epoch uint64, err error) {
 	subject := n.subject(topic)
 	for {
 		if n.shut.Load() {
-			return 0, errClosed
+			return 0, 0, errClosed
 		}
 		if !l.known {
-			var err error
-			if l.stream, l.seq, err = n.last(ctx, topic); err != nil {
-				return 0, err
+			e, err := n.end(ctx, topic)
+			if err != nil {
+				return 0, 0, err
 			}
+			l.stream, l.seq, l.epoch, l.fork = e.stream, e.seq, e.epoch, false
 			l.known = true
 		}
+		n.checkBehind(topic, l)
 		var stream uint64
 		var dup bool
-		var err error
 		if len(batch) == 1 {
 			stream, dup, err = n.publishOne(ctx, subject, l, batch[0].r)
 		} else {
@@ -640,29 +664,31 @@ func (n *Node) appendBatch(ctx context.Context, topic string, l *topicLog, batch
 			// The id was published within the window: its number stands.
 			old, err := n.st.GetMsg(ctx, stream)
 			if err != nil {
-				return 0, n.wrap(err)
+				return 0, 0, n.wrap(err)
 			}
 			var or bus.Record
 			if err := decode(old.Header, nil, &or); err != nil {
-				return 0, err
+				return 0, 0, err
 			}
-			return or.Seq, nil
+			return or.Seq, n.epochOf(old.Header), nil
 		case err == nil:
 			first := l.seq + 1
 			l.stream = stream
 			l.seq += uint64(len(batch))
+			l.fork = false
+			l.saw(l.epoch, l.seq)
 			n.stats.appended.Add(uint64(len(batch)))
 			n.stats.batches.Add(1)
-			return first, nil
+			return first, l.epoch, nil
 		case errors.As(err, &apiErr) && (apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence || apiErr.ErrorCode == 10164):
 			l.known = false // another node appended: read the log's end again
 			n.stats.conflicts.Add(1)
 		default:
 			l.known = false
-			return 0, n.wrap(err)
+			return 0, 0, n.wrap(err)
 		}
 		if ctx.Err() != nil {
-			return 0, n.wrap(ctx.Err())
+			return 0, 0, n.wrap(ctx.Err())
 		}
 	}
 }
@@ -675,6 +701,7 @@ func (n *Node) publishOne(ctx context.Context, subject string, l *topicLog, r bu
 		return 0, false, err
 	}
 	m.Header.Set(hSeq, strconv.FormatUint(l.seq+1, 10))
+	l.stamp(m, true)
 	opts := []jetstream.PublishOpt{jetstream.WithExpectLastSequencePerSubject(l.stream)}
 	if r.PublisherID != "" {
 		// JetStream remembers ids per stream; the bus, per topic.
@@ -700,6 +727,7 @@ func (n *Node) publishBatch(ctx context.Context, subject string, l *topicLog, ba
 			return 0, err
 		}
 		m.Header.Set(hSeq, strconv.FormatUint(l.seq+1+uint64(i), 10))
+		l.stamp(m, i == 0)
 		m.Header.Set("Nats-Batch-Id", bid)
 		m.Header.Set("Nats-Batch-Sequence", strconv.Itoa(i+1))
 		if i == 0 {
@@ -937,6 +965,9 @@ func (n *Node) DeleteConsumer(ctx context.Context, topic, name string) error {
 // ---- receiving
 
 func (n *Node) onRecord(m jetstream.Msg) {
+	if md, err := m.Metadata(); err == nil {
+		n.fedAt.mark(md.Sequence.Stream, md.Timestamp)
+	}
 	if m.Subject() == n.gsubj() {
 		n.onGroup(m.Headers(), true)
 		return
@@ -950,11 +981,10 @@ func (n *Node) onRecord(m jetstream.Msg) {
 		n.log.Error("cluster: a message in the stream is not Courier's", "subject", m.Subject(), "err", err)
 		return
 	}
+	n.logOf(topic).saw(n.epochOf(m.Headers()), r.Seq)
 	n.fed().Record(topic, r)
 	n.stats.fed.Add(1)
-	if md, err := m.Metadata(); err == nil {
-		n.stats.feedSeq.Store(md.Sequence.Stream)
-	}
+	n.stats.feedSeq.Store(n.fedAt.seq())
 }
 
 // PublishVolatile implements [bus.VolatileBroker]: at-most-once, over

@@ -17,7 +17,10 @@
 // they outlive every node; durable positions and presence in key-value
 // buckets named after it. What each operation promises across nodes, and
 // what happens while NATS is unreachable (publishes fail with
-// [ErrUnavailable]; nothing acknowledged is lost; nodes recover by
-// themselves), is written in docs/cluster.md with the test behind each
-// line.
+// [ErrUnavailable]; nodes recover by themselves), is written in
+// docs/cluster.md with the test behind each line. So is durability: an
+// acknowledged publish is on a JetStream quorum and survives a power cut
+// of the servers when they run with sync_interval: always; under the
+// default a power cut can lose it, and the topic then takes a new epoch
+// rather than giving its sequence numbers again.
 package cluster

@@ -13,6 +13,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
 	"github.com/courierbus/courier/bus"
 	"github.com/courierbus/courier/cluster"
 	"github.com/courierbus/courier/internal/natscluster"
@@ -284,15 +287,24 @@ func TestPartitions(t *testing.T) {
 	}
 	stored := 0
 	for _, tp := range topics {
-		seen := map[string]bool{}
+		seen := map[string]uint64{}
 		for i, r := range stream[tp] {
 			if r.Seq != uint64(i+1) {
 				t.Fatalf("%s: record %d has seq %d", tp, i, r.Seq)
 			}
-			if seen[string(r.Data)] {
-				t.Fatalf("%s: %s is in the stream twice", tp, r.Data)
+			if at, ok := seen[string(r.Data)]; ok {
+				var o outcome
+				for _, x := range outcomes {
+					if x.topic == tp && `"`+x.val+`"` == string(r.Data) {
+						o = x
+					}
+				}
+				t.Errorf("%s: %s is in the stream twice, at seq %d and %d; its publish took %v and returned seq %d, err %v",
+					tp, r.Data, at, r.Seq, o.end.Sub(o.start), o.seq, o.err)
+				dumpStream(t, ns.URL(0), tp, at, r.Seq)
+				t.FailNow()
 			}
-			seen[string(r.Data)] = true
+			seen[string(r.Data)] = r.Seq
 		}
 		stored += len(stream[tp])
 	}
@@ -338,4 +350,43 @@ func TestPartitions(t *testing.T) {
 	t.Logf("%d partitions, cut off %v in all; %d publishes: %d acknowledged (all in the stream), %d failed, of which %d on a cut-off bus (all ErrUnavailable); "+
 		"a cut-off bus published again at most %v after being let back; %d stored; 3 subscribers saw all %d once, in order, under one epoch",
 		len(windows), cut.Round(time.Millisecond), len(outcomes), acked, failed, minority, back.Round(time.Millisecond), stored, stored)
+}
+
+// dumpStream logs the messages of topic whose Courier sequence numbers are
+// between from and to, with their stream sequences and headers: what a
+// failure needs to be understood.
+func dumpStream(t *testing.T, url, topic string, from, to uint64) {
+	nc, err := nats.Connect(url)
+	if err != nil {
+		t.Log(err)
+		return
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Log(err)
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	st, err := js.Stream(ctx, "COURIER")
+	if err != nil {
+		t.Log(err)
+		return
+	}
+	for at := uint64(1); ; {
+		m, err := st.GetMsg(ctx, at, jetstream.WithGetMsgSubject("courier.m."+topic))
+		if err != nil {
+			t.Log(err)
+			return
+		}
+		at = m.Sequence + 1
+		seq, _ := strconv.ParseUint(m.Header.Get("Courier-Seq"), 10, 64)
+		if seq+2 >= from && seq <= to+2 {
+			t.Logf("stream %d %s %v %s", m.Sequence, m.Time.Format(time.RFC3339Nano), m.Header, m.Data)
+		}
+		if seq > to+2 {
+			return
+		}
+	}
 }

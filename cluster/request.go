@@ -105,4 +105,6 @@ var (
 	_ bus.PresenceBroker = (*Node)(nil)
 	_ bus.RequestBroker  = (*Node)(nil)
 	_ bus.GroupBroker    = (*Node)(nil)
+	_ bus.HistoryChecker = (*Node)(nil)
+	_ bus.EpochAppender  = (*Node)(nil)
 )

@@ -123,7 +123,7 @@ func (c *Cluster) start(i int) error {
 		NoLog:                  true,
 		NoSigs:                 true,
 		JetStream:              true,
-		StoreDir:               filepath.Join(c.dir, "nats-"+strconv.Itoa(i)),
+		StoreDir:               c.Dir(i),
 		DisableJetStreamBanner: true,
 		JetStreamMaxMemory:     64 << 20,
 		JetStreamMaxStore:      1 << 30,
@@ -252,3 +252,6 @@ func (c *Cluster) Routes(i int) int {
 	}
 	return s.NumRoutes()
 }
+
+// Dir returns the directory of server i's files.
+func (c *Cluster) Dir(i int) string { return filepath.Join(c.dir, "nats-"+strconv.Itoa(i)) }
