@@ -29,10 +29,16 @@ type Cluster struct {
 	servers []*server.Server
 	via     func(from, to int, addr string) string
 	peers   [][]string // each server's route URLs
+	lazy    bool       // the servers sync as nats-server does by default
 }
 
 // Option configures Start.
 type Option func(*Cluster)
+
+// DefaultSync makes the servers sync to disk as nats-server does by
+// default (every two minutes) rather than on every write: to measure what
+// sync always costs, beside it.
+func DefaultSync() Option { return func(c *Cluster) { c.lazy = true } }
 
 // RouteVia makes server from reach server to's cluster port, addr, at the
 // address f returns (a proxy in front of it, which the caller starts), for
@@ -130,7 +136,7 @@ func (c *Cluster) start(i int) error {
 		// Every write reaches the disk before it is acknowledged: with
 		// the default (a sync every two minutes) a power cut of the
 		// servers loses acknowledged writes.
-		SyncAlways: true,
+		SyncAlways: !c.lazy,
 	}
 	if len(c.ports) > 1 {
 		opts.Cluster = server.ClusterOpts{Name: c.name, Host: "127.0.0.1", Port: c.routes[i]}
