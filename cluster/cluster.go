@@ -155,6 +155,7 @@ type topicLog struct {
 	seq    uint64 // the topic's last sequence number
 	epoch  uint64 // the epoch of the topic's last message
 	fork   bool   // the next commit starts a new epoch (see epoch.go)
+	id     string // the commit's id, in its first message (see stored)
 }
 
 // Header names of a message in the stream.
@@ -170,6 +171,8 @@ const (
 	// message of a new epoch (see epoch.go).
 	hEpoch = "Courier-Epoch"
 	hFork  = "Courier-Epoch-Start"
+	// The id of the commit whose first message it is (see stored).
+	hCommit = "Courier-Commit"
 )
 
 // New joins the cluster over nc, creating the stream and buckets if they do
@@ -638,6 +641,8 @@ func (n *Node) commit(topic string, l *topicLog) {
 // time per topic: l's log position is its own.
 func (n *Node) appendBatch(ctx context.Context, topic string, l *topicLog, batch []*pending) (first, epoch uint64, err error) {
 	subject := n.subject(topic)
+	l.id = commitID()
+	since := ^uint64(0) // the first try's end: any try is stored after it
 	for {
 		if n.shut.Load() {
 			return 0, 0, errClosed
@@ -651,6 +656,7 @@ func (n *Node) appendBatch(ctx context.Context, topic string, l *topicLog, batch
 			l.known = true
 		}
 		n.checkBehind(topic, l)
+		since = min(since, l.stream)
 		var stream uint64
 		var dup bool
 		if len(batch) == 1 {
@@ -683,6 +689,17 @@ func (n *Node) appendBatch(ctx context.Context, topic string, l *topicLog, batch
 		case errors.As(err, &apiErr) && (apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence || apiErr.ErrorCode == 10164):
 			l.known = false // another node appended: read the log's end again
 			n.stats.conflicts.Add(1)
+			// Or an earlier try of this commit was stored after all.
+			first, epoch, ok, err := n.stored(ctx, subject, since, l.id)
+			if err != nil {
+				return 0, 0, err
+			}
+			if ok {
+				l.saw(epoch, first+uint64(len(batch))-1)
+				n.stats.appended.Add(uint64(len(batch)))
+				n.stats.batches.Add(1)
+				return first, epoch, nil
+			}
 		default:
 			l.known = false
 			return 0, 0, n.wrap(err)

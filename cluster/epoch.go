@@ -68,11 +68,15 @@ func newEpoch() uint64 {
 	return binary.BigEndian.Uint64(b[:])
 }
 
-// stamp writes the epoch in m; first marks the first message of a commit.
+// stamp writes the epoch in m; first marks the first message of a commit,
+// which also carries the commit's id.
 func (l *topicLog) stamp(m *nats.Msg, first bool) {
 	m.Header.Set(hEpoch, strconv.FormatUint(l.epoch, 10))
-	if first && l.fork {
-		m.Header.Set(hFork, "1")
+	if first {
+		m.Header.Set(hCommit, l.id)
+		if l.fork {
+			m.Header.Set(hFork, "1")
+		}
 	}
 }
 
@@ -303,4 +307,36 @@ func (n *Node) watchFeed() {
 	if err := n.restartFeed(ts.Add(-time.Second)); err != nil {
 		n.log.Warn("cluster: start the feed again", "err", err)
 	}
+}
+
+// commitID returns a new commit's id.
+func commitID() string {
+	var b [8]byte
+	rand.Read(b[:])
+	return strconv.FormatUint(binary.BigEndian.Uint64(b[:]), 36)
+}
+
+// stored looks, among the messages on subject after stream sequence after
+// (up to maxBatch of them), for the first message of commit id, and returns
+// its number and epoch. A commit refused because another message came
+// first (the expected-last-subject-sequence check) may be one whose earlier
+// try was stored although the node was not told so (JetStream's client
+// sends a publish again when it hears "no responders"): trying it again
+// would store it twice. The stream's leader answers.
+func (n *Node) stored(ctx context.Context, subject string, after uint64, id string) (seq, epoch uint64, ok bool, err error) {
+	for at, k := after+1, 0; k < maxBatch; k++ {
+		m, err := n.leaderGet(ctx, map[string]any{"seq": at, "next_by_subj": subject})
+		if err != nil || m == nil {
+			return 0, 0, false, err
+		}
+		if m.h.Get(hCommit) == id {
+			var r bus.Record
+			if err := decode(m.h, nil, &r); err != nil {
+				return 0, 0, false, err
+			}
+			return r.Seq, n.epochOf(m.h), true, nil
+		}
+		at = m.Seq + 1
+	}
+	return 0, 0, false, nil
 }
