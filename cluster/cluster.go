@@ -654,6 +654,14 @@ func (n *Node) appendBatch(ctx context.Context, topic string, l *topicLog, batch
 			}
 			l.stream, l.seq, l.epoch, l.fork = e.stream, e.seq, e.epoch, false
 			l.known = true
+			if e.commit == l.id {
+				// An earlier try, refused, was stored after all.
+				first := e.seq - uint64(len(batch)) + 1
+				l.saw(e.epoch, e.seq)
+				n.stats.appended.Add(uint64(len(batch)))
+				n.stats.batches.Add(1)
+				return first, e.epoch, nil
+			}
 		}
 		n.checkBehind(topic, l)
 		since = min(since, l.stream)
@@ -718,7 +726,7 @@ func (n *Node) publishOne(ctx context.Context, subject string, l *topicLog, r bu
 		return 0, false, err
 	}
 	m.Header.Set(hSeq, strconv.FormatUint(l.seq+1, 10))
-	l.stamp(m, true)
+	l.stamp(m, 0, 1)
 	opts := []jetstream.PublishOpt{jetstream.WithExpectLastSequencePerSubject(l.stream)}
 	if r.PublisherID != "" {
 		// JetStream remembers ids per stream; the bus, per topic.
@@ -744,7 +752,7 @@ func (n *Node) publishBatch(ctx context.Context, subject string, l *topicLog, ba
 			return 0, err
 		}
 		m.Header.Set(hSeq, strconv.FormatUint(l.seq+1+uint64(i), 10))
-		l.stamp(m, i == 0)
+		l.stamp(m, i, len(batch))
 		m.Header.Set("Nats-Batch-Id", bid)
 		m.Header.Set("Nats-Batch-Sequence", strconv.Itoa(i+1))
 		if i == 0 {

@@ -68,15 +68,15 @@ func newEpoch() uint64 {
 	return binary.BigEndian.Uint64(b[:])
 }
 
-// stamp writes the epoch in m; first marks the first message of a commit,
-// which also carries the commit's id.
-func (l *topicLog) stamp(m *nats.Msg, first bool) {
+// stamp writes the epoch in m, the i-th message of a commit of k. The
+// first and the last carry the commit's id; the first marks a new epoch.
+func (l *topicLog) stamp(m *nats.Msg, i, k int) {
 	m.Header.Set(hEpoch, strconv.FormatUint(l.epoch, 10))
-	if first {
+	if i == 0 || i == k-1 {
 		m.Header.Set(hCommit, l.id)
-		if l.fork {
-			m.Header.Set(hFork, "1")
-		}
+	}
+	if i == 0 && l.fork {
+		m.Header.Set(hFork, "1")
 	}
 }
 
@@ -88,9 +88,13 @@ func (n *Node) epochOf(h nats.Header) uint64 {
 	return n.ep
 }
 
-// topicEnd is a topic's last message: its stream sequence, its number and
-// its epoch (0, 0 and the stream's epoch when there is none).
-type topicEnd struct{ stream, seq, epoch uint64 }
+// topicEnd is a topic's last message: its stream sequence, its number, its
+// epoch and the id of the commit it ends (0, 0, the stream's epoch and ""
+// when there is none).
+type topicEnd struct {
+	stream, seq, epoch uint64
+	commit             string
+}
 
 // end reads the topic's end from any replica (a direct get): it may be
 // behind, which an append's expected-last-subject-sequence check catches.
@@ -106,7 +110,7 @@ func (n *Node) end(ctx context.Context, topic string) (topicEnd, error) {
 	if err := decode(m.Header, nil, &r); err != nil {
 		return topicEnd{}, err
 	}
-	return topicEnd{m.Sequence, r.Seq, n.epochOf(m.Header)}, nil
+	return topicEnd{m.Sequence, r.Seq, n.epochOf(m.Header), m.Header.Get(hCommit)}, nil
 }
 
 // leaderMsg is a message the stream's leader returns.
@@ -170,7 +174,7 @@ func (n *Node) Lost(ctx context.Context, topic string, p bus.Position) (bool, er
 		if err := decode(m.h, nil, &r); err != nil {
 			return false, err
 		}
-		end = topicEnd{m.Seq, r.Seq, n.epochOf(m.h)}
+		end = topicEnd{m.Seq, r.Seq, n.epochOf(m.h), ""}
 	}
 	if end.epoch != p.Epoch {
 		return true, nil // the topic went on under a new epoch already
@@ -318,11 +322,12 @@ func commitID() string {
 
 // stored looks, among the messages on subject after stream sequence after
 // (up to maxBatch of them), for the first message of commit id, and returns
-// its number and epoch. A commit refused because another message came
-// first (the expected-last-subject-sequence check) may be one whose earlier
-// try was stored although the node was not told so (JetStream's client
-// sends a publish again when it hears "no responders"): trying it again
-// would store it twice. The stream's leader answers.
+// its number and epoch. A try of a commit may be stored although the node
+// heard an error: while a stream changes leader, a publish can reach the
+// old leader and the new one, and the old one's refusal may come first.
+// Trying it again would store it twice; so a refused commit is looked for
+// here, and the end read before another try is checked (see appendBatch).
+// The stream's leader answers.
 func (n *Node) stored(ctx context.Context, subject string, after uint64, id string) (seq, epoch uint64, ok bool, err error) {
 	for at, k := after+1, 0; k < maxBatch; k++ {
 		m, err := n.leaderGet(ctx, map[string]any{"seq": at, "next_by_subj": subject})
