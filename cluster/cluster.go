@@ -642,7 +642,7 @@ func (n *Node) commit(topic string, l *topicLog) {
 func (n *Node) appendBatch(ctx context.Context, topic string, l *topicLog, batch []*pending) (first, epoch uint64, err error) {
 	subject := n.subject(topic)
 	l.id = commitID()
-	since := ^uint64(0) // the first try's end: any try is stored after it
+	refused := false // a try was refused: it may be stored all the same
 	for {
 		if n.shut.Load() {
 			return 0, 0, errClosed
@@ -652,19 +652,23 @@ func (n *Node) appendBatch(ctx context.Context, topic string, l *topicLog, batch
 			if err != nil {
 				return 0, 0, err
 			}
+			if refused {
+				// Is the refused try among what came since it?
+				first, epoch, ok, err := n.stored(ctx, subject, l.stream, e, l.id, len(batch))
+				if err != nil {
+					return 0, 0, err
+				}
+				if ok {
+					l.saw(epoch, first+uint64(len(batch))-1)
+					n.stats.appended.Add(uint64(len(batch)))
+					n.stats.batches.Add(1)
+					return first, epoch, nil
+				}
+			}
 			l.stream, l.seq, l.epoch, l.fork = e.stream, e.seq, e.epoch, false
 			l.known = true
-			if e.commit == l.id {
-				// An earlier try, refused, was stored after all.
-				first := e.seq - uint64(len(batch)) + 1
-				l.saw(e.epoch, e.seq)
-				n.stats.appended.Add(uint64(len(batch)))
-				n.stats.batches.Add(1)
-				return first, e.epoch, nil
-			}
 		}
 		n.checkBehind(topic, l)
-		since = min(since, l.stream)
 		var stream uint64
 		var dup bool
 		if len(batch) == 1 {
@@ -696,18 +700,8 @@ func (n *Node) appendBatch(ctx context.Context, topic string, l *topicLog, batch
 			return first, l.epoch, nil
 		case errors.As(err, &apiErr) && (apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence || apiErr.ErrorCode == 10164):
 			l.known = false // another node appended: read the log's end again
+			refused = true
 			n.stats.conflicts.Add(1)
-			// Or an earlier try of this commit was stored after all.
-			first, epoch, ok, err := n.stored(ctx, subject, since, l.id)
-			if err != nil {
-				return 0, 0, err
-			}
-			if ok {
-				l.saw(epoch, first+uint64(len(batch))-1)
-				n.stats.appended.Add(uint64(len(batch)))
-				n.stats.batches.Add(1)
-				return first, epoch, nil
-			}
 		default:
 			l.known = false
 			return 0, 0, n.wrap(err)

@@ -320,18 +320,24 @@ func commitID() string {
 	return strconv.FormatUint(binary.BigEndian.Uint64(b[:]), 36)
 }
 
-// stored looks, among the messages on subject after stream sequence after
-// (up to maxBatch of them), for the first message of commit id, and returns
-// its number and epoch. A try of a commit may be stored although the node
-// heard an error: while a stream changes leader, a publish can reach the
-// old leader and the new one, and the old one's refusal may come first.
-// Trying it again would store it twice; so a refused commit is looked for
-// here, and the end read before another try is checked (see appendBatch).
-// The stream's leader answers.
-func (n *Node) stored(ctx context.Context, subject string, after uint64, id string) (seq, epoch uint64, ok bool, err error) {
-	for at, k := after+1, 0; k < maxBatch; k++ {
+// stored looks for commit id among the messages on subject after stream
+// sequence after, up to end (the topic's end, read after a try of the
+// commit was refused), and returns the number and epoch of its first
+// message. A try may be stored although the node heard it refused: while
+// a stream changes leader, a publish can reach the old leader and the new
+// one, and the old one's refusal may come first. Trying it again would
+// store it twice. A try stored later than end is after the end the next
+// try names, which JetStream then refuses: the next look finds it.
+func (n *Node) stored(ctx context.Context, subject string, after uint64, end topicEnd, id string, k int) (seq, epoch uint64, ok bool, err error) {
+	if end.stream <= after {
+		return 0, 0, false, nil
+	}
+	if end.commit == id {
+		return end.seq - uint64(k) + 1, end.epoch, true, nil
+	}
+	for at := after + 1; at < end.stream; {
 		m, err := n.leaderGet(ctx, map[string]any{"seq": at, "next_by_subj": subject})
-		if err != nil || m == nil {
+		if err != nil || m == nil || m.Seq >= end.stream {
 			return 0, 0, false, err
 		}
 		if m.h.Get(hCommit) == id {
