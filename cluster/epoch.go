@@ -187,12 +187,21 @@ func (n *Node) Lost(ctx context.Context, topic string, p bus.Position) (bool, er
 }
 
 // feedMark is the stream position and time of the last message the feed
-// handed on.
+// handed on; set is false before the first and after the feed starts again
+// (until it hands one on).
 type feedMark struct {
 	mu  sync.Mutex
 	at  uint64
 	ts  time.Time
 	set bool
+}
+
+// restarted clears set: the position is behind the feed, which starts
+// again from ts.
+func (f *feedMark) restarted() {
+	f.mu.Lock()
+	f.set = false
+	f.mu.Unlock()
 }
 
 func (f *feedMark) mark(seq uint64, ts time.Time) {
@@ -310,7 +319,9 @@ func (n *Node) watchFeed() {
 	// A second earlier: a new leader's clock may be a little behind.
 	if err := n.restartFeed(ts.Add(-time.Second)); err != nil {
 		n.log.Warn("cluster: start the feed again", "err", err)
+		return
 	}
+	n.fedAt.restarted()
 }
 
 // commitID returns a new commit's id.
