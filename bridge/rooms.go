@@ -1,0 +1,94 @@
+package bridge
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/courierbus/courier/bridge/internal/wire"
+)
+
+func (c *conn) join(s *session, f *wire.Frame) {
+	b := c.b
+	if len(f.Rooms) == 0 {
+		c.fail(f.ID, wire.CodeBadFrame, f.Op+` needs "rooms"`)
+		return
+	}
+	for _, r := range f.Rooms {
+		if err := checkTopic(r); err != nil {
+			c.fail(f.ID, wire.CodeInvalidName, fmt.Sprintf("room %q", r))
+			return
+		}
+		if f.Op == wire.OpJoin {
+			if err := c.allowed(s, Join, r); err != nil {
+				c.fail(f.ID, wire.CodeForbidden, errText(err))
+				return
+			}
+		}
+	}
+	if f.Op == wire.OpJoin && len(s.member.Rooms())+len(f.Rooms) > b.cfg.maxRooms {
+		c.fail(f.ID, wire.CodeLimit, fmt.Sprintf("at most %d rooms", b.cfg.maxRooms))
+		return
+	}
+	ctx, cancel := context.WithTimeout(b.ctx, b.cfg.publishTimeout)
+	defer cancel()
+	var err error
+	if f.Op == wire.OpJoin {
+		err = s.member.Join(ctx, b.busNames(f.Rooms)...)
+	} else {
+		err = s.member.Leave(ctx, b.busNames(f.Rooms)...)
+	}
+	if err != nil {
+		c.fail(f.ID, codeOf(err, wire.CodeInternal), errText(err))
+		return
+	}
+	c.ok(f.ID)
+}
+
+func (c *conn) presence(s *session, f *wire.Frame) {
+	b := c.b
+	if err := checkTopic(f.Room); err != nil {
+		c.fail(f.ID, wire.CodeInvalidName, fmt.Sprintf("room %q", f.Room))
+		return
+	}
+	if err := c.allowed(s, Presence, f.Room); err != nil {
+		c.fail(f.ID, wire.CodeForbidden, errText(err))
+		return
+	}
+	room := b.busName(f.Room)
+	if f.Watch != nil {
+		var drop *watch
+		s.mu.Lock()
+		w := s.watching[room]
+		switch {
+		case s.ended:
+		case *f.Watch && w == nil && len(s.watching) >= b.cfg.maxRooms:
+			s.mu.Unlock()
+			c.fail(f.ID, wire.CodeLimit, fmt.Sprintf("at most %d presence watches", b.cfg.maxRooms))
+			return
+		case *f.Watch && w == nil:
+			w, err := b.watchRoom(room, s)
+			if err != nil {
+				s.mu.Unlock()
+				c.fail(f.ID, codeOf(err, wire.CodeInternal), errText(err))
+				return
+			}
+			if s.watching == nil {
+				s.watching = make(map[string]*watch)
+			}
+			s.watching[room] = w
+		case !*f.Watch && w != nil:
+			delete(s.watching, room)
+			drop = w
+		}
+		s.mu.Unlock()
+		if drop != nil {
+			b.unwatch(drop, s)
+		}
+	}
+	ans := wire.Frame{Op: wire.OpPresence, ID: f.ID, Room: f.Room}
+	for _, id := range b.bus.RoomMembers(room) {
+		m := wire.Member{Member: id, User: b.bus.MemberInfo(id)}
+		ans.Members = append(ans.Members, m)
+	}
+	c.reply(&ans)
+}
