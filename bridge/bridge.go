@@ -37,12 +37,20 @@ type Bridge struct {
 	ctx  context.Context
 	stop context.CancelFunc
 
-	lifeMu  sync.Mutex // guards stopped, conns, and wg.Add
-	stopped bool
-	conns   map[*conn]struct{}
-	wg      sync.WaitGroup
-	once    sync.Once
-	byMS    sync.Map // *melody.Session → *conn, from onConnect to finish
+	lifeMu      sync.Mutex // guards stopped, conns, closeCode, closeReason, and the Adds of wg and reqs
+	stopped     bool
+	conns       map[*conn]struct{}
+	closeCode   int            // the close code of the first Close or Shutdown
+	closeReason string         // and its reason
+	wg          sync.WaitGroup // connections and timer callbacks
+	reqs        sync.WaitGroup // client requests in progress
+	loops       sync.WaitGroup // the clock loop and the catch-up workers
+	begun       sync.Once      // starts the drain
+	forced      sync.Once
+	drained     chan struct{} // closed when the drain has ended every goroutine
+	dErr        error         // what the drain met; read after drained
+	told        atomic.Bool   // dErr was returned once
+	byMS        sync.Map      // *melody.Session → *conn, from onConnect to finish
 
 	helloMu sync.Mutex
 	hellos  []helloWait // connections waiting for their hello, by deadline
@@ -112,14 +120,15 @@ func New(b *bus.Bus, opts ...Option) (*Bridge, error) {
 	br.writePl.New = func() any { b := make([]byte, 0, 2048); return &b }
 	br.m = br.newMelody()
 	br.cq.init()
-	br.wg.Add(cfg.catchupWorkers + 1)
+	br.drained = make(chan struct{})
+	br.loops.Add(cfg.catchupWorkers + 1)
 	go func() {
-		defer br.wg.Done()
+		defer br.loops.Done()
 		br.clockLoop()
 	}()
 	for range cfg.catchupWorkers {
 		go func() {
-			defer br.wg.Done()
+			defer br.loops.Done()
 			br.catchupLoop()
 		}()
 	}
@@ -280,15 +289,15 @@ func (b *Bridge) unregister(c *conn) {
 	b.lifeMu.Unlock()
 }
 
-// enter counts a goroutine or callback the bridge must wait for; false once
-// the bridge is closing. Pair with b.wg.Done.
-func (b *Bridge) enter() bool {
+// enter counts a goroutine or callback the bridge must wait for, on wg
+// (b.wg or b.reqs); false once the bridge is closing. Pair with wg.Done.
+func (b *Bridge) enter(wg *sync.WaitGroup) bool {
 	b.lifeMu.Lock()
 	defer b.lifeMu.Unlock()
 	if b.stopped {
 		return false
 	}
-	b.wg.Add(1)
+	wg.Add(1)
 	return true
 }
 
@@ -317,70 +326,145 @@ func (b *Bridge) checkOrigin(r *http.Request) bool {
 	return strings.EqualFold(u.Host, r.Host)
 }
 
-// Close closes every connection (close code 1000), ends every session
-// (their members leave their rooms), drops the bridge's bus subscriptions
-// and returns after every goroutine the bridge started has ended.
-// Afterwards new connections get HTTP 503 and Request returns [ErrClosed].
-// It may be called more than once; later calls return nil. melody's own
-// Close does not wait for anything; this one does.
+// Close closes the bridge at once: every connection gets close code 1000
+// ("closed"), frames still queued for it are dropped, client requests in
+// progress are cancelled, every session ends (its member leaves its rooms)
+// and the bridge's bus subscriptions end. It returns after every goroutine
+// the bridge started has ended, which includes waiting up to a second for
+// each client to answer its close frame and for the host's hooks
+// (Authenticate, HelloAuth, Authorize) that are running to return: do not
+// call it from one of them. Afterwards new connections get HTTP 503 and
+// Request returns [ErrClosed].
+//
+// Close returns the errors it met ending sessions (a member that could not
+// leave its rooms, with a [bus.Broker] that failed); it may be called more
+// than once, also after a [Bridge.Shutdown] that returned early, and later
+// calls return nil. melody's own Close does not wait for anything; this
+// one does.
 func (b *Bridge) Close() error {
-	b.shutdown(wire.CloseNormal, "closed")
-	return nil
+	b.begin(wire.CloseNormal, "closed")
+	b.force()
+	<-b.drained
+	return b.result()
 }
 
-// Shutdown is Close with close code 1001 ("going away"), telling clients
-// to reconnect (to another instance, or to this one after a restart). If
-// ctx ends before the connections have closed, Shutdown returns ctx.Err()
-// and the rest of the work goes on in the background of the next Close.
+// Shutdown closes the bridge gracefully: it refuses new connections and
+// new client requests, waits for the client requests in progress to be
+// answered, then closes every connection with close code 1001 ("going
+// away", telling clients to reconnect, to another instance or to this one
+// after a restart) once the frames queued for it are written, and then
+// ends the sessions and the bridge's bus subscriptions as [Bridge.Close]
+// does. It returns what Close would when that is done.
+//
+// If ctx ends first, Shutdown forces what is left, as Close does, and
+// returns ctx.Err() without waiting for it; a later Close waits for it and
+// returns promptly. Shutdown may be called more than once, and after
+// Close.
 func (b *Bridge) Shutdown(ctx context.Context) error {
-	done := make(chan struct{})
-	go func() {
-		b.shutdown(wire.CloseGoingAway, "going away")
-		close(done)
-	}()
+	b.begin(wire.CloseGoingAway, "going away")
 	select {
-	case <-done:
-		return nil
+	case <-b.drained:
+		return b.result()
+	default:
+	}
+	select {
+	case <-b.drained:
+		return b.result()
 	case <-ctx.Done():
+		b.force()
 		return ctx.Err()
 	}
 }
 
-func (b *Bridge) shutdown(code int, reason string) {
-	b.once.Do(func() {
+// begin stops the bridge taking new work and starts the drain, once: the
+// first caller's close code is the one clients get.
+func (b *Bridge) begin(code int, reason string) {
+	b.begun.Do(func() {
 		b.lifeMu.Lock()
 		b.stopped = true
-		conns := make([]*conn, 0, len(b.conns))
-		for c := range b.conns {
-			conns = append(conns, c)
-		}
+		b.closeCode, b.closeReason = code, reason
 		b.lifeMu.Unlock()
-		b.stop()
-		for _, c := range conns {
-			c.kill(code, reason)
-		}
-		b.mu.Lock()
-		sessions := make([]*session, 0, len(b.sessions))
-		for _, s := range b.sessions {
-			sessions = append(sessions, s)
-		}
-		b.mu.Unlock()
-		for _, s := range sessions {
-			s.end()
-		}
-		b.routeMu.Lock()
-		for _, rt := range b.routes {
-			rt.sub.Unsubscribe()
-		}
-		for _, w := range b.watches {
-			w.sub.Unsubscribe()
-		}
-		b.routes, b.watches = map[string]*route{}, map[string]*watch{}
-		b.routeMu.Unlock()
-		b.cq.close()
+		go b.drain()
 	})
+}
+
+// force ends the work the drain waits for: it cancels the bridge's
+// context (client requests, hooks) and closes every connection without
+// writing what is queued for it.
+func (b *Bridge) force() {
+	b.forced.Do(func() {
+		b.stop()
+		for _, c := range b.connList() {
+			c.kill(b.closeCode, b.closeReason)
+		}
+	})
+}
+
+// connList returns the open connections. The bridge accepts no new ones
+// once it is stopped.
+func (b *Bridge) connList() []*conn {
+	b.lifeMu.Lock()
+	defer b.lifeMu.Unlock()
+	conns := make([]*conn, 0, len(b.conns))
+	for c := range b.conns {
+		conns = append(conns, c)
+	}
+	return conns
+}
+
+// drain runs on a goroutine of its own from the first Close or Shutdown
+// until everything the bridge started has ended; Close waits for it.
+func (b *Bridge) drain() {
+	defer close(b.drained)
+	b.reqs.Wait()
+	for _, c := range b.connList() {
+		c.closeAfter(b.closeCode, b.closeReason)
+	}
 	b.wg.Wait()
-	b.m.Close() // ErrClosed on the second call; nothing is left to close
+	b.mu.Lock()
+	sessions := make([]*session, 0, len(b.sessions))
+	for _, s := range b.sessions {
+		sessions = append(sessions, s)
+	}
+	b.mu.Unlock()
+	var errs []error
+	for _, s := range sessions {
+		if err := s.end(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	// Routes and watches still being made see the maps replaced and drop
+	// their subscriptions themselves.
+	var subs []*bus.Subscription
+	b.routeMu.Lock()
+	for _, rt := range b.routes {
+		if rt.sub != nil {
+			subs = append(subs, rt.sub)
+		}
+	}
+	for _, w := range b.watches {
+		if w.sub != nil {
+			subs = append(subs, w.sub)
+		}
+	}
+	b.routes, b.watches = map[string]*route{}, map[string]*watch{}
+	b.routeMu.Unlock()
+	for _, sub := range subs {
+		sub.Unsubscribe()
+	}
+	b.stop()
+	b.cq.close()
+	b.loops.Wait()
+	b.m.Close() // errors only when closed before; nothing is left to close
+	b.dErr = errors.Join(errs...)
+}
+
+// result is what the drain met, for the first caller to see it.
+func (b *Bridge) result() error {
+	if b.told.Swap(true) {
+		return nil
+	}
+	return b.dErr
 }
 
 // Identity returns the identity of session sessionID (a client's member id

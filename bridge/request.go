@@ -41,7 +41,7 @@ func (c *conn) request(s *session, f *wire.Frame) {
 		c.fail(f.ID, wire.CodeLimit, fmt.Sprintf("at most %d requests in progress", b.cfg.maxRequests))
 		return
 	}
-	if !b.enter() {
+	if !b.enter(&b.reqs) {
 		s.mu.Lock()
 		s.nreqs--
 		s.mu.Unlock()
@@ -50,7 +50,7 @@ func (c *conn) request(s *session, f *wire.Frame) {
 	}
 	id, topic := f.ID, b.busName(f.Topic)
 	go func() {
-		defer b.wg.Done()
+		defer b.reqs.Done()
 		ctx, cancel := context.WithTimeout(b.ctx, timeout)
 		resp, err := b.bus.RequestRaw(ctx, topic, data)
 		cancel()

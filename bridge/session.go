@@ -2,6 +2,7 @@ package bridge
 
 import (
 	"context"
+	"fmt"
 	"slices"
 	"sync"
 	"time"
@@ -139,7 +140,7 @@ func (s *session) detach(c *conn) {
 }
 
 func (s *session) expired() {
-	if !s.b.enter() {
+	if !s.b.enter(&s.b.wg) {
 		return // Close ends every session
 	}
 	defer s.b.wg.Done()
@@ -152,13 +153,14 @@ func (s *session) expired() {
 }
 
 // end ends the session for good: its subscriptions end and its member
-// leaves every room.
-func (s *session) end() {
+// leaves every room. It returns the error of the member's leaving, which
+// it logs too.
+func (s *session) end() error {
 	b := s.b
 	s.mu.Lock()
 	if s.ended {
 		s.mu.Unlock()
-		return
+		return nil
 	}
 	s.ended = true
 	subs := s.subs
@@ -186,16 +188,21 @@ func (s *session) end() {
 		b.unwatch(w, s)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	if err := s.member.Remove(ctx); err != nil && !errorsIsClosed(err) {
-		b.log.Warn("bridge: remove member", "session", s.id, "err", err)
-	}
+	err := s.member.Remove(ctx)
 	cancel()
+	if err != nil && !errorsIsClosed(err) {
+		b.log.Warn("bridge: remove member", "session", s.id, "err", err)
+		err = fmt.Errorf("bridge: session %s: remove member: %w", s.id, err)
+	} else {
+		err = nil
+	}
 	b.mu.Lock()
 	if b.sessions[s.id] == s {
 		delete(b.sessions, s.id)
 	}
 	b.mu.Unlock()
 	b.stats.sessionsEnded.Add(1)
+	return err
 }
 
 // wantCatchup puts the session on the catch-up queue. Caller holds s.mu.
@@ -313,7 +320,7 @@ func (s *session) armAck(t int64) {
 
 // ackDue sends again the deliveries whose ack wait (or nack delay) passed.
 func (s *session) ackDue() {
-	if !s.b.enter() {
+	if !s.b.enter(&s.b.wg) {
 		return
 	}
 	defer s.b.wg.Done()
