@@ -117,6 +117,12 @@ func (b *Bridge) catchup(s *session) {
 		if errors.Is(err, bus.ErrNotCovered) {
 			first, err = b.firstHeld(ch.st.topic, ch.from)
 		}
+		// The end of history, unless tails stops short of it.
+		end := len(msgs) < ch.limit
+		tails := b.tails(msgs)
+		if len(tails) < len(msgs) {
+			msgs, end = msgs[:len(tails)], false
+		}
 		s.mu.Lock()
 		if s.c != ch.c || ch.cs.ended || ch.st.next != ch.from || ch.st.synced {
 			s.mu.Unlock()
@@ -133,15 +139,44 @@ func (b *Bridge) catchup(s *session) {
 		case first != 0:
 			s.resync(ch.cs, ch.st, first)
 		default:
-			s.sendChunk(ch, msgs)
+			s.sendChunk(ch, msgs, tails, end)
 		}
 		s.mu.Unlock()
 	}
 	b.cq.push(s)
 }
 
-// sendChunk delivers messages read from history. Caller holds s.mu.
-func (s *session) sendChunk(ch chunk, msgs []bus.Message[any]) {
+// tails encodes messages read from history under no lock (the topic's
+// codec is the host's code), as many as the connection can take before
+// catch-up waits for it (half its outbound limit), and at least one. A
+// message that does not encode has a nil tail, and is logged.
+func (b *Bridge) tails(msgs []bus.Message[any]) [][]byte {
+	if len(msgs) == 0 {
+		return nil
+	}
+	tails := make([][]byte, 0, len(msgs))
+	size := 0
+	for i := range msgs {
+		if size >= b.cfg.outbound/2 {
+			break
+		}
+		m := &msgs[i]
+		data, err := m.Data()
+		if err != nil {
+			b.log.Error("bridge: encode message", "topic", m.Topic(), "seq", m.Seq(), "err", err)
+			tails = append(tails, nil)
+			continue
+		}
+		tail := b.tail(m, data)
+		tails = append(tails, tail)
+		size += len(tail)
+	}
+	return tails
+}
+
+// sendChunk delivers messages read from history, with their tails; end
+// tells that they reach the end of history. Caller holds s.mu.
+func (s *session) sendChunk(ch chunk, msgs []bus.Message[any], tails [][]byte, end bool) {
 	cs, st := ch.cs, ch.st
 	for i := range msgs {
 		m := &msgs[i]
@@ -161,13 +196,11 @@ func (s *session) sendChunk(ch chunk, msgs []bus.Message[any]) {
 			cs.starved = true
 			return
 		}
-		data, err := m.Data()
-		if err != nil {
-			s.b.log.Error("bridge: encode message", "topic", st.topic, "seq", seq, "err", err)
+		tail := tails[i]
+		if tail == nil { // does not encode
 			st.next++
 			continue
 		}
-		tail := s.b.tail(m, data)
 		if cs.volatile {
 			s.c.sendMsg(cs.quoted, 0, 1, tail)
 		} else {
@@ -178,7 +211,7 @@ func (s *session) sendChunk(ch chunk, msgs []bus.Message[any]) {
 			return
 		}
 	}
-	if len(msgs) < ch.limit && st.known < st.next {
+	if end && st.known < st.next {
 		// Read to the end of history, and nothing newer arrived live
 		// meanwhile: from here the route delivers.
 		st.synced = true

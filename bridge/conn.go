@@ -2,6 +2,7 @@ package bridge
 
 import (
 	"errors"
+	"fmt"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -51,6 +52,7 @@ type conn struct {
 	closeCode   int  // closeAfter: close once the queue is written
 	closeReason string
 	drain       bool          // a sender held back at the soft limit: wake catch-up below it
+	slowWhy     string        // why the connection is closed as slow, logged by the closer
 	bad         bucket        // strikes
 	done        chan struct{} // made for the closer; closed when the connection has ended
 
@@ -193,6 +195,14 @@ func (c *conn) kill(code int, reason string) {
 	c.killLocked(code, reason)
 }
 
+// killSlow kills the connection as slow.
+func (c *conn) killSlow(why string) {
+	c.outMu.Lock()
+	c.slowWhy = why
+	c.buf, c.nframes = nil, 0
+	c.killLocked(wire.CloseSlow, "slow")
+}
+
 // closeAfter closes the connection like kill once the frames already queued
 // (an error frame explaining the close) are written.
 func (c *conn) closeAfter(code int, reason string) {
@@ -232,10 +242,14 @@ func (c *conn) killLocked(code int, reason string) {
 	if c.done == nil {
 		c.done = make(chan struct{})
 	}
-	done := c.done
+	done, slowWhy := c.done, c.slowWhy
 	c.outMu.Unlock()
 	go func() {
 		defer c.closer.Done()
+		if code == wire.CloseSlow {
+			// Logged here, under no lock: the caller may hold its session's.
+			c.b.log.Info("bridge: slow client disconnected", "remote", c.remote, "why", slowWhy)
+		}
 		msg := websocket.FormatCloseMessage(code, reason)
 		if err := ws.WriteControl(websocket.CloseMessage, msg, time.Now().Add(time.Second)); err != nil {
 			ws.Close()
@@ -328,7 +342,7 @@ func (c *conn) commit() bool {
 	c.queued = c.wlen + len(*c.buf) - 1
 	if c.queued > c.b.cfg.outbound {
 		c.b.stats.slow.Add(1)
-		c.b.log.Info("bridge: slow client disconnected", "queued", c.queued)
+		c.slowWhy = fmt.Sprintf("%d bytes queued, limit %d", c.queued, c.b.cfg.outbound)
 		c.buf, c.nframes = nil, 0
 		c.killLocked(wire.CloseSlow, "slow")
 		return false
@@ -418,14 +432,12 @@ func (b *Bridge) onError(ms *melody.Session, err error) {
 		// melody would drop the frame silently: close the connection
 		// instead; the session resumes without loss.
 		b.stats.slow.Add(1)
-		b.log.Info("bridge: melody buffer full, disconnecting", "err", err)
-		c.kill(wire.CloseSlow, "slow")
+		c.killSlow("melody's buffer is full")
 	case errors.As(err, &ne) && ne.Timeout() && c.isWriting():
 		// gorilla hides whether it was the read or the write that timed
 		// out; a batch in flight that did not go out is a slow client.
 		b.stats.slow.Add(1)
-		b.log.Info("bridge: write timed out, slow client disconnected")
-		c.kill(wire.CloseSlow, "slow")
+		c.killSlow("write timed out")
 	}
 }
 

@@ -56,33 +56,9 @@ func (c *conn) presence(s *session, f *wire.Frame) {
 	}
 	room := b.busName(f.Room)
 	if f.Watch != nil {
-		var drop *watch
-		s.mu.Lock()
-		w := s.watching[room]
-		switch {
-		case s.ended:
-		case *f.Watch && w == nil && len(s.watching) >= b.cfg.maxRooms:
-			s.mu.Unlock()
-			c.fail(f.ID, wire.CodeLimit, fmt.Sprintf("at most %d presence watches", b.cfg.maxRooms))
+		if code, msg := b.setWatch(s, room, *f.Watch); code != "" {
+			c.fail(f.ID, code, msg)
 			return
-		case *f.Watch && w == nil:
-			w, err := b.watchRoom(room, s)
-			if err != nil {
-				s.mu.Unlock()
-				c.fail(f.ID, codeOf(err, wire.CodeInternal), errText(err))
-				return
-			}
-			if s.watching == nil {
-				s.watching = make(map[string]*watch)
-			}
-			s.watching[room] = w
-		case !*f.Watch && w != nil:
-			delete(s.watching, room)
-			drop = w
-		}
-		s.mu.Unlock()
-		if drop != nil {
-			b.unwatch(drop, s)
 		}
 	}
 	ans := wire.Frame{Op: wire.OpPresence, ID: f.ID, Room: f.Room}
@@ -91,4 +67,52 @@ func (c *conn) presence(s *session, f *wire.Frame) {
 		ans.Members = append(ans.Members, m)
 	}
 	c.reply(&ans)
+}
+
+// setWatch starts or stops s watching the presence of bus room; it
+// returns the error code and message that refuse it, or "". Subscribing
+// to the room's events may reach the bus's store or broker: no lock is
+// held then, and the commit checks again.
+func (b *Bridge) setWatch(s *session, room string, on bool) (code, msg string) {
+	s.mu.Lock()
+	w := s.watching[room]
+	switch {
+	case s.ended || on == (w != nil):
+		s.mu.Unlock()
+		return "", ""
+	case !on:
+		delete(s.watching, room)
+		s.mu.Unlock()
+		b.unwatch(w, s)
+		return "", ""
+	case len(s.watching) >= b.cfg.maxRooms:
+		s.mu.Unlock()
+		return wire.CodeLimit, fmt.Sprintf("at most %d presence watches", b.cfg.maxRooms)
+	}
+	s.mu.Unlock()
+	w, err := b.watchRoom(room, s)
+	if err != nil {
+		return codeOf(err, wire.CodeInternal), errText(err)
+	}
+	s.mu.Lock()
+	switch cur := s.watching[room]; {
+	case cur == w:
+		// Watched meanwhile, from another connection of the session.
+		s.mu.Unlock()
+		return "", ""
+	case s.ended || cur != nil:
+		s.mu.Unlock()
+		b.unwatch(w, s)
+		return "", ""
+	case len(s.watching) >= b.cfg.maxRooms:
+		s.mu.Unlock()
+		b.unwatch(w, s)
+		return wire.CodeLimit, fmt.Sprintf("at most %d presence watches", b.cfg.maxRooms)
+	}
+	if s.watching == nil {
+		s.watching = make(map[string]*watch)
+	}
+	s.watching[room] = w
+	s.mu.Unlock()
+	return "", ""
 }

@@ -16,37 +16,94 @@ import (
 // sequence order per topic, and the bridge applies the room filters per
 // member with [bus.Message.Reaches].
 type route struct {
+	busSub
 	b       *Bridge
-	pattern string // bus pattern
-	sub     *bus.Subscription
+	pattern string                  // bus pattern
 	subs    atomic.Pointer[[]*csub] // copy on write, under b.routeMu
 }
 
-// acquire returns the route of a bus pattern with cs added, subscribing to
-// the bus when it is the first. Caller may hold cs.s.mu.
-func (b *Bridge) acquire(pattern string, cs *csub) (*route, error) {
-	b.routeMu.Lock()
-	defer b.routeMu.Unlock()
-	if b.closing() {
-		return nil, ErrClosed
-	}
-	rt := b.routes[pattern]
-	if rt == nil {
-		rt = &route{b: b, pattern: pattern}
-		rt.subs.Store(&[]*csub{})
-		sub, err := b.bus.Subscribe(pattern, rt.handle, bus.Unfiltered(),
-			bus.QueueSize(b.cfg.fanoutQueue), bus.OnFull(bus.Block))
-		if err != nil {
-			return nil, err
+// busSub is the one bus subscription of a route or a watch.
+type busSub struct {
+	made chan struct{}     // closed once sub is made, or failed
+	sub  *bus.Subscription // under b.routeMu; nil until made
+}
+
+func (bs *busSub) base() *busSub { return bs }
+
+// share finds the route or watch of key in the map get returns, or makes
+// one with mk and its bus subscription with subscribe, and runs add on
+// it, under b.routeMu. The bus may reach its store or broker to
+// subscribe, so subscribe runs under no lock: who wants the same key
+// meanwhile waits for it, others go on.
+func share[V interface{ base() *busSub }](b *Bridge, get func() map[string]V, key string,
+	mk func() V, subscribe func(V) (*bus.Subscription, error), add func(V)) error {
+	for {
+		b.routeMu.Lock()
+		if b.closing() {
+			b.routeMu.Unlock()
+			return ErrClosed
 		}
-		rt.sub = sub
-		b.routes[pattern] = rt
+		v, ok := get()[key]
+		switch {
+		case !ok:
+			v = mk()
+			bs := v.base()
+			bs.made = make(chan struct{})
+			get()[key] = v
+			b.routeMu.Unlock()
+			sub, err := subscribe(v)
+			b.routeMu.Lock()
+			close(bs.made)
+			cur, ok := get()[key]
+			mine := ok && cur.base() == bs
+			if err == nil && !mine {
+				err = ErrClosed // the bridge closed meanwhile
+			}
+			if err != nil {
+				if mine {
+					delete(get(), key)
+				}
+				b.routeMu.Unlock()
+				if sub != nil {
+					sub.Unsubscribe()
+				}
+				return err
+			}
+			bs.sub = sub
+		case v.base().sub == nil:
+			made := v.base().made
+			b.routeMu.Unlock()
+			select {
+			case <-made:
+			case <-b.ctx.Done():
+				return ErrClosed
+			}
+			continue
+		}
+		add(v)
+		b.routeMu.Unlock()
+		return nil
 	}
-	old := *rt.subs.Load()
-	list := append(slices.Clip(old), cs)
-	rt.subs.Store(&list)
-	cs.rt = rt
-	return rt, nil
+}
+
+// acquire adds cs to the route of a bus pattern, subscribing to the bus
+// when it is the first (see share). Caller holds no session lock.
+func (b *Bridge) acquire(pattern string, cs *csub) error {
+	return share(b, func() map[string]*route { return b.routes }, pattern,
+		func() *route {
+			rt := &route{b: b, pattern: pattern}
+			rt.subs.Store(&[]*csub{})
+			return rt
+		},
+		func(rt *route) (*bus.Subscription, error) {
+			return b.bus.Subscribe(pattern, rt.handle, bus.Unfiltered(),
+				bus.QueueSize(b.cfg.fanoutQueue), bus.OnFull(bus.Block))
+		},
+		func(rt *route) {
+			list := append(slices.Clip(*rt.subs.Load()), cs)
+			rt.subs.Store(&list)
+			cs.rt = rt
+		})
 }
 
 // release takes cs off its route, dropping the bus subscription with the
@@ -57,12 +114,16 @@ func (b *Bridge) release(cs *csub) {
 		return
 	}
 	b.routeMu.Lock()
-	defer b.routeMu.Unlock()
 	list := slices.DeleteFunc(slices.Clone(*rt.subs.Load()), func(x *csub) bool { return x == cs })
 	rt.subs.Store(&list)
+	var drop *bus.Subscription
 	if len(list) == 0 && b.routes[rt.pattern] == rt {
 		delete(b.routes, rt.pattern)
-		rt.sub.Unsubscribe()
+		drop = rt.sub
+	}
+	b.routeMu.Unlock()
+	if drop != nil {
+		drop.Unsubscribe()
 	}
 }
 
@@ -145,44 +206,48 @@ func (s *session) subsOn(rt *route) []*csub {
 // watch is the bridge's one subscription to a room's join and leave
 // events, shared by the sessions watching its presence.
 type watch struct {
+	busSub
 	b        *Bridge
 	room     string // bus room
-	sub      *bus.Subscription
 	sessions atomic.Pointer[[]*session]
 }
 
-// watchRoom adds s to the watchers of bus room. Caller holds s.mu.
+// watchRoom adds s to the watchers of bus room, subscribing to the room's
+// events when s is the first (see share). Caller holds no session lock.
 func (b *Bridge) watchRoom(room string, s *session) (*watch, error) {
-	b.routeMu.Lock()
-	defer b.routeMu.Unlock()
-	if b.closing() {
-		return nil, ErrClosed
-	}
-	w := b.watches[room]
-	if w == nil {
-		w = &watch{b: b, room: room}
-		w.sessions.Store(&[]*session{})
-		sub, err := b.bus.Subscribe(bus.RoomTopic(room), w.handle, bus.Volatile(), bus.QueueSize(b.cfg.fanoutQueue))
-		if err != nil {
-			return nil, err
-		}
-		w.sub = sub
-		b.watches[room] = w
-	}
-	list := append(slices.Clip(*w.sessions.Load()), s)
-	w.sessions.Store(&list)
-	return w, nil
+	var out *watch
+	err := share(b, func() map[string]*watch { return b.watches }, room,
+		func() *watch {
+			w := &watch{b: b, room: room}
+			w.sessions.Store(&[]*session{})
+			return w
+		},
+		func(w *watch) (*bus.Subscription, error) {
+			return b.bus.Subscribe(bus.RoomTopic(room), w.handle, bus.Volatile(), bus.QueueSize(b.cfg.fanoutQueue))
+		},
+		func(w *watch) {
+			if list := *w.sessions.Load(); !slices.Contains(list, s) {
+				list = append(slices.Clip(list), s)
+				w.sessions.Store(&list)
+			}
+			out = w
+		})
+	return out, err
 }
 
 // unwatch removes s from w's watchers. Caller holds no session lock.
 func (b *Bridge) unwatch(w *watch, s *session) {
 	b.routeMu.Lock()
-	defer b.routeMu.Unlock()
 	list := slices.DeleteFunc(slices.Clone(*w.sessions.Load()), func(x *session) bool { return x == s })
 	w.sessions.Store(&list)
+	var drop *bus.Subscription
 	if len(list) == 0 && b.watches[w.room] == w {
 		delete(b.watches, w.room)
-		w.sub.Unsubscribe()
+		drop = w.sub
+	}
+	b.routeMu.Unlock()
+	if drop != nil {
+		drop.Unsubscribe()
 	}
 }
 

@@ -12,8 +12,10 @@ import (
 )
 
 // session is a client's state: it outlives its connection for the resume
-// window. Its lock orders before conn.outMu and b.routeMu, and is never
-// taken while b.mu or b.lifeMu is held.
+// window. Its lock orders before conn.outMu, and is never taken while
+// b.mu, b.lifeMu or b.routeMu is held. Nothing that may wait runs under
+// it: no bus call that may reach the store or the broker, no host code
+// (hooks, codecs, log handlers).
 type session struct {
 	b      *Bridge
 	id     string
@@ -53,6 +55,7 @@ type csub struct {
 	redo       []delivery         // to send again on this connection, by seq
 	nextN      uint64
 	starved    bool // a delivery waited for window room
+	pending    bool // subscribing: not in s.subs yet
 	ended      bool
 }
 
@@ -235,6 +238,14 @@ func (s *session) offer(cs *csub, m *bus.Message[any], tail []byte) {
 		return
 	}
 	seq := m.Seq()
+	if cs.pending {
+		// Not subscribed yet: note it, catch-up sends it once it is.
+		if seq != 0 {
+			st := cs.stream(m.Topic(), m.Position().Epoch, seq)
+			st.synced, st.known = false, max(st.known, seq)
+		}
+		return
+	}
 	if seq == 0 { // a volatile publish: now or never
 		if s.c != nil && m.Reaches(s.member) {
 			s.c.sendMsg(cs.quoted, 0, 1, tail)
@@ -325,10 +336,25 @@ func (s *session) ackDue() {
 	}
 	defer s.b.wg.Done()
 	s.mu.Lock()
-	defer s.mu.Unlock()
+	gaveUp := s.ackDueLocked()
+	s.mu.Unlock()
+	// Logged under no lock: a log handler is the host's code.
+	for _, g := range gaveUp {
+		s.b.log.Warn("bridge: delivery given up", "session", s.id, "sub", g.sub, "topic", g.st.topic, "seq", g.seq, "attempts", g.attempt)
+	}
+}
+
+// givenUp is a delivery that reached its subscription's max_deliver.
+type givenUp struct {
+	sub string
+	delivery
+}
+
+// ackDueLocked is ackDue under s.mu; it returns the deliveries it gave up.
+func (s *session) ackDueLocked() (gaveUp []givenUp) {
 	s.ackAt = 0
 	if s.ended || s.c == nil {
-		return
+		return nil
 	}
 	now := s.b.now()
 	var next int64
@@ -347,7 +373,7 @@ func (s *session) ackDue() {
 		cs.inflight = slices.DeleteFunc(cs.inflight, func(d delivery) bool { return d.due <= now })
 		for _, d := range due {
 			if cs.maxDeliver > 0 && d.attempt >= cs.maxDeliver {
-				s.b.log.Warn("bridge: delivery given up", "session", s.id, "sub", cs.id, "topic", d.st.topic, "seq", d.seq, "attempts", d.attempt)
+				gaveUp = append(gaveUp, givenUp{cs.id, d})
 				continue
 			}
 			cs.redo = append(cs.redo, d)
@@ -364,6 +390,7 @@ func (s *session) ackDue() {
 	if next != 0 {
 		s.armAck(next)
 	}
+	return gaveUp
 }
 
 // ack settles deliveries: one (n), or every one up to upto.

@@ -59,44 +59,57 @@ func (c *conn) subscribe(s *session, f *wire.Frame) {
 		volatile: f.Volatile, window: window, ackWait: ackWait, maxDeliver: f.MaxDeliver,
 	}
 	busPat := b.busName(f.Pattern)
-
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	switch {
-	case s.ended:
-		c.fail(f.ID, wire.CodeUnavailable, "session ended")
-		return
-	case s.subs[f.Sub] != nil:
-		c.fail(f.ID, wire.CodeConflict, fmt.Sprintf("subscription %q exists", f.Sub))
-		return
-	case len(s.subs) >= b.cfg.maxSubs:
-		c.fail(f.ID, wire.CodeLimit, fmt.Sprintf("at most %d subscriptions", b.cfg.maxSubs))
+	code, msg := s.roomFor(f.Sub)
+	s.mu.Unlock()
+	if code != "" {
+		c.fail(f.ID, code, msg)
 		return
 	}
-	if _, err := b.acquire(busPat, cs); err != nil {
+
+	// Subscribing, and the position of an exact topic, may reach the bus's
+	// store or broker (a network round trip in a cluster): no lock is held
+	// until the commit below, which checks again. Until then the route
+	// only notes what it offers cs (see offer), and catch-up sends it.
+	cs.pending = true
+	if err := b.acquire(busPat, cs); err != nil {
 		c.fail(f.ID, codeOf(err, wire.CodeInternal), errText(err))
 		return
 	}
 	ans := wire.Frame{Op: wire.OpSubscribed, ID: f.ID, Sub: f.Sub}
 	var st *stream
 	recovered := true
+	var err error
 	if exact {
-		pos, err := b.bus.Position(b.ctx, busPat)
-		if err == nil {
+		var pos bus.Position
+		if pos, err = b.bus.Position(b.ctx, busPat); err == nil {
 			st, recovered, err = b.startStream(busPat, pos, start, f)
 		}
-		if err != nil {
-			s.mu.Unlock()
-			b.release(cs)
-			s.mu.Lock()
-			c.fail(f.ID, codeOf(err, wire.CodeInternal), errText(err))
-			return
-		}
-		cs.streams = map[string]*stream{busPat: st}
 		ans.Epoch, ans.Seq = wire.Epoch(pos.Epoch), pos.Seq
 		if start != wire.StartNew {
 			ans.Recovered = wire.Bool(recovered)
 		}
+	}
+
+	s.mu.Lock()
+	if err != nil {
+		code, msg = codeOf(err, wire.CodeInternal), errText(err)
+	} else {
+		code, msg = s.roomFor(f.Sub)
+	}
+	if code != "" {
+		cs.ended = true
+		s.mu.Unlock()
+		b.release(cs)
+		c.fail(f.ID, code, msg)
+		return
+	}
+	cs.pending = false
+	if st != nil {
+		if early := cs.streams[busPat]; early != nil && early.known >= st.next {
+			st.synced, st.known = false, max(st.known, early.known)
+		}
+		cs.streams = map[string]*stream{busPat: st}
 	}
 	if s.subs == nil {
 		s.subs = make(map[string]*csub)
@@ -108,9 +121,28 @@ func (c *conn) subscribe(s *session, f *wire.Frame) {
 	if st != nil && !recovered {
 		s.resync(cs, st, st.next)
 	}
-	if st != nil && !st.synced {
-		s.wantCatchup()
+	for _, st := range cs.streams {
+		if !st.synced {
+			s.wantCatchup()
+			break
+		}
 	}
+	s.mu.Unlock()
+}
+
+// roomFor returns the error code and message that refuse a new
+// subscription with id sub, or "" when the session can take it. Caller
+// holds s.mu.
+func (s *session) roomFor(sub string) (code, msg string) {
+	switch {
+	case s.ended:
+		return wire.CodeUnavailable, "session ended"
+	case s.subs[sub] != nil:
+		return wire.CodeConflict, fmt.Sprintf("subscription %q exists", sub)
+	case len(s.subs) >= s.b.cfg.maxSubs:
+		return wire.CodeLimit, fmt.Sprintf("at most %d subscriptions", s.b.cfg.maxSubs)
+	}
+	return "", ""
 }
 
 // startStream places a new exact subscription's stream where the client
