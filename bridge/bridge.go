@@ -62,6 +62,7 @@ type Bridge struct {
 	sessions map[string]*session
 
 	routeMu sync.Mutex // guards routes, watches
+	presMu  sync.Mutex // orders the away and back events; taken under no other lock
 	routes  map[string]*route
 	watches map[string]*watch
 

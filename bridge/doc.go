@@ -59,7 +59,9 @@
 // comes back with its resume token keeps its session id, rooms and
 // subscriptions; it gets again what it had not acknowledged and what was
 // published meanwhile, in order, from the topics' history — or an explicit
-// recovered: false when history no longer covers it. When the window
+// recovered: false when history no longer covers it. Meanwhile its member
+// stays in its rooms, and those watching their presence see it away from
+// the moment its connection drops until it resumes. When the window
 // passes, the session's member leaves its rooms.
 //
 // The host sees the sessions with [Bridge.Sessions] and the bridge's

@@ -107,6 +107,9 @@ func (c *conn) handleHello(f *wire.Frame) {
 	if old != nil && old != c {
 		old.kill(wire.CloseReplaced, "replaced")
 	}
+	if resumed {
+		b.announce(s)
+	}
 }
 
 // uncovered returns the subscriptions whose history no longer holds what

@@ -64,6 +64,11 @@ func (c *conn) presence(s *session, f *wire.Frame) {
 	ans := wire.Frame{Op: wire.OpPresence, ID: f.ID, Room: f.Room}
 	for _, id := range b.bus.RoomMembers(room) {
 		m := wire.Member{Member: id, User: b.bus.MemberInfo(id)}
+		if ms := b.session(id); ms != nil {
+			ms.mu.Lock()
+			m.Away = ms.away
+			ms.mu.Unlock()
+		}
 		ans.Members = append(ans.Members, m)
 	}
 	c.reply(&ans)
@@ -115,4 +120,37 @@ func (b *Bridge) setWatch(s *session, room string, on bool) (code, msg string) {
 	s.watching[room] = w
 	s.mu.Unlock()
 	return "", ""
+}
+
+// announce tells the sessions watching the rooms of s that s is away (its
+// connection dropped and it waits for a resume) or back, when that
+// changed since they were last told. Caller holds no lock.
+func (b *Bridge) announce(s *session) {
+	if b.closing() {
+		return // every session ends: its members leave
+	}
+	b.presMu.Lock()
+	defer b.presMu.Unlock()
+	s.mu.Lock()
+	away := s.c == nil
+	if s.ended || away == s.away {
+		s.mu.Unlock()
+		return
+	}
+	s.away = away
+	s.mu.Unlock()
+	for _, room := range s.member.Rooms() {
+		b.routeMu.Lock()
+		w := b.watches[room]
+		b.routeMu.Unlock()
+		if w == nil {
+			continue
+		}
+		name, _ := b.clientName(room)
+		f := wire.Frame{Op: wire.OpPresenceEvent, Room: name, Member: s.id, User: s.ident.ID,
+			Joined: wire.Bool(true), Away: wire.Bool(away)}
+		if frame, err := wire.Encode(&f); err == nil {
+			w.send(frame)
+		}
+	}
 }

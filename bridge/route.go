@@ -258,14 +258,18 @@ func (w *watch) handle(_ context.Context, m bus.Message[any]) error {
 	}
 	b := w.b
 	room, _ := b.clientName(ev.Room)
-	f := wire.Frame{Op: wire.OpPresenceEvent, Room: room, Member: ev.Member, Joined: wire.Bool(ev.Joined)}
+	f := wire.Frame{Op: wire.OpPresenceEvent, Room: room, Member: ev.Member, Joined: wire.Bool(ev.Joined), Away: wire.Bool(false)}
 	if f.User = ev.Info; f.User == "" {
 		f.User = b.bus.MemberInfo(ev.Member)
 	}
-	frame, err := wire.Encode(&f)
-	if err != nil {
-		return nil
+	if frame, err := wire.Encode(&f); err == nil {
+		w.send(frame)
 	}
+	return nil
+}
+
+// send sends a presence_event frame to the sessions watching w.
+func (w *watch) send(frame []byte) {
 	for _, s := range *w.sessions.Load() {
 		s.mu.Lock()
 		if s.c != nil && s.watching[w.room] == w {
@@ -273,5 +277,4 @@ func (w *watch) handle(_ context.Context, m bus.Message[any]) error {
 		}
 		s.mu.Unlock()
 	}
-	return nil
 }

@@ -34,6 +34,7 @@ type session struct {
 	inq      bool  // on the catch-up queue
 	since    int64 // when c was attached or the last one detached, on the bridge's clock
 	resumes  int   // times a client resumed the session
+	away     bool  // watchers were told it is away; changed under b.presMu
 	sreqs    map[string]chan *wire.Frame
 	nreqs    int // client requests in progress
 }
@@ -139,7 +140,9 @@ func (s *session) detach(c *conn) {
 	s.mu.Unlock()
 	if window == 0 {
 		s.end()
+		return
 	}
+	s.b.announce(s)
 }
 
 func (s *session) expired() {

@@ -628,7 +628,8 @@ func (c *Client) dispatch(l *link, f *wire.Frame) {
 		fn := c.watches[f.Room]
 		c.mu.Unlock()
 		if fn != nil {
-			fn(PresenceEvent{Room: f.Room, Member: f.Member, User: f.User, Joined: f.Joined != nil && *f.Joined})
+			fn(PresenceEvent{Room: f.Room, Member: f.Member, User: f.User,
+				Joined: f.Joined != nil && *f.Joined, Away: f.Away != nil && *f.Away})
 		}
 		return
 	}

@@ -185,14 +185,21 @@ func (c *Client) Leave(ctx context.Context, rooms ...string) error {
 type Member struct {
 	Member string // member id: a client's session id
 	User   string // the identity the server authenticated, or ""
+	// Away is true while the member's connection is down and its session
+	// waits for it to resume (for at most the bridge's resume window).
+	Away bool
 }
 
-// PresenceEvent is a join or leave in a watched room.
+// PresenceEvent is a change in a watched room: a member joined (Joined),
+// left (not Joined), lost its connection (Joined and Away: its session
+// waits for a resume, and the member leaves if it does not come back) or
+// came back (Joined, not Away).
 type PresenceEvent struct {
 	Room   string
 	Member string
 	User   string
 	Joined bool
+	Away   bool
 }
 
 // Presence lists the members of room.
@@ -200,9 +207,9 @@ func (c *Client) Presence(ctx context.Context, room string) ([]Member, error) {
 	return c.presence(ctx, room, nil)
 }
 
-// WatchPresence lists the members of room and then calls f for every join
-// and leave in it, on the connection's reader (f must not block), until
-// UnwatchPresence or Close.
+// WatchPresence lists the members of room and then calls f for every
+// change in it (see [PresenceEvent]), on the connection's reader (f must
+// not block), until UnwatchPresence or Close.
 func (c *Client) WatchPresence(ctx context.Context, room string, f func(PresenceEvent)) ([]Member, error) {
 	c.mu.Lock()
 	c.watches[room] = f
@@ -232,7 +239,7 @@ func (c *Client) presence(ctx context.Context, room string, watch *bool) ([]Memb
 	}
 	out := make([]Member, len(a.Members))
 	for i, m := range a.Members {
-		out[i] = Member{Member: m.Member, User: m.User}
+		out[i] = Member{Member: m.Member, User: m.User, Away: m.Away}
 	}
 	return out, nil
 }

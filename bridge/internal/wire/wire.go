@@ -213,6 +213,7 @@ type SubState struct {
 type Member struct {
 	Member string `json:"member"`
 	User   string `json:"user,omitempty"`
+	Away   bool   `json:"away"` // disconnected, its session waiting for a resume
 }
 
 // Limits are the server's limits, reported in the welcome frame.
@@ -277,6 +278,7 @@ type Frame struct {
 	Member  string   `json:"member,omitempty"`
 	User    string   `json:"user,omitempty"`
 	Joined  *bool    `json:"joined,omitempty"`
+	Away    *bool    `json:"away,omitempty"`
 
 	// error, failed reply
 	Code    string `json:"code,omitempty"`
