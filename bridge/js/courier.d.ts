@@ -143,13 +143,21 @@ export interface Member {
   member: string;
   /** The identity the server authenticated, '' for anonymous members. */
   user: string;
+  /** True while the member's connection is down and its session waits for it to resume. */
+  away: boolean;
 }
 
+/**
+ * A change in a watched room: a join, a leave (joined false), a member whose
+ * connection dropped (joined and away: it leaves if it does not resume) or
+ * that came back (joined, not away).
+ */
 export interface PresenceEvent {
   room: string;
   member: string;
   user: string;
   joined: boolean;
+  away: boolean;
 }
 
 export interface StopWatching {

@@ -93,6 +93,11 @@ function randomID() {
 
 const noop = () => {};
 
+// members reads the member list of a presence answer.
+function members(f) {
+  return (f.members || []).map((m) => ({ member: m.member, user: m.user || '', away: m.away === true }));
+}
+
 /**
  * Connects to the bridge at url (ws:, wss:, http:, https: or a path
  * relative to the page; by default the bridge that served this module) and
@@ -337,17 +342,23 @@ export class Client {
     return this._callFrame({ op: 'leave', rooms: list }, { resend: true }).then(() => undefined);
   }
 
-  /** Lists the members of room: a promise of [{member, user}]. */
+  /**
+   * Lists the members of room: a promise of [{member, user, away}]; away
+   * is true while a member's connection is down and its session waits for
+   * it to resume.
+   */
   presence(room) {
-    return this._callFrame({ op: 'presence', room: String(room) }, { resend: true }).then((f) => f.members || []);
+    return this._callFrame({ op: 'presence', room: String(room) }, { resend: true }).then((f) => members(f));
   }
 
   /**
    * Watches the members of room: fn(members, event) is called with the
    * full list (sorted by member id) after the first answer and after every
-   * reconnect (event null), and after every join or leave (event {room,
-   * member, user, joined}). Returns a function that stops watching, with
-   * .ready, a promise of the first list.
+   * reconnect (event null), and after every change (event {room, member,
+   * user, joined, away}): a join, a leave (joined false), a member whose
+   * connection dropped (away true: it stays in the list until its session
+   * ends) or that came back (away false). Returns a function that stops
+   * watching, with .ready, a promise of the first list.
    */
   watchPresence(room, fn) {
     room = String(room);
@@ -944,12 +955,14 @@ export class Client {
   }
 
   _presenceEvent(w, f) {
-    const ev = { room: f.room, member: f.member, user: f.user || '', joined: f.joined === true };
+    const ev = { room: f.room, member: f.member, user: f.user || '', joined: f.joined === true, away: f.away === true };
     const i = w.members.findIndex((m) => m.member === f.member);
     if (ev.joined && i < 0) {
-      w.members.push({ member: f.member, user: f.user || '' });
+      w.members.push({ member: f.member, user: ev.user, away: ev.away });
       w.members.sort((a, b) => (a.member < b.member ? -1 : a.member > b.member ? 1 : 0));
-    } else if (!ev.joined && i >= 0) {
+    } else if (ev.joined) {
+      w.members[i] = { member: f.member, user: ev.user || w.members[i].user, away: ev.away };
+    } else if (i >= 0) {
       w.members.splice(i, 1);
     }
     try { w.fn([...w.members], ev); } catch (e) { if (globalThis.console) console.error(e); }
@@ -958,7 +971,7 @@ export class Client {
   _sendWatch(w, now) {
     return this._callFrame({ op: 'presence', room: w.room, watch: true }, { resend: true, now }).then((f) => {
       if (w.stopped) return [];
-      w.members = (f.members || []).map((m) => ({ member: m.member, user: m.user || '' }));
+      w.members = members(f);
       try { w.fn([...w.members], null); } catch (e) { if (globalThis.console) console.error(e); }
       return [...w.members];
     });

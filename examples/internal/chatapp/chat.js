@@ -82,6 +82,8 @@ function showError(problem, notice) {
 
 /** @param {import('./bus/client.js').ConnectionState} state */
 function renderState(state) {
+  // Offline, the page cannot know who is here: the list is shown as stale.
+  $('members').classList.toggle('stale', state !== 'online');
   const s = $('state');
   s.dataset.state = state;
   s.textContent = {
@@ -158,10 +160,16 @@ function renderMembers(members) {
   const ul = $('members');
   ul.replaceChildren();
   const session = app.client ? app.client.session : '';
-  const names = members.map((m) => ({ name: m.user || m.member.slice(0, 6), me: m.member === session }));
+  const names = members.map((m) => ({ name: m.user || m.member.slice(0, 6), me: m.member === session, away: m.away }));
   names.sort((a, b) => a.name.localeCompare(b.name));
   for (const m of names) {
     const li = el('li', m.me ? 'me' : '', m.me ? `${m.name} (you)` : m.name);
+    // Away: the connection dropped; the server keeps the session for a
+    // while, and the member leaves if it does not come back.
+    if (m.away) {
+      li.classList.add('away');
+      li.title = 'away: disconnected, may come back';
+    }
     ul.append(li);
   }
   $('count').textContent = `(${members.length})`;
