@@ -331,11 +331,11 @@ func (b *Bridge) checkOrigin(r *http.Request) bool {
 // ("closed"), frames still queued for it are dropped, client requests in
 // progress are cancelled, every session ends (its member leaves its rooms)
 // and the bridge's bus subscriptions end. It returns after every goroutine
-// the bridge started has ended, which includes waiting up to a second for
-// each client to answer its close frame and for the host's hooks
-// (Authenticate, HelloAuth, Authorize) that are running to return: do not
-// call it from one of them. Afterwards new connections get HTTP 503 and
-// Request returns [ErrClosed].
+// the bridge started has ended: that includes up to a second for the
+// clients to answer their close frames (all at once), and the host's hooks
+// (Authenticate, HelloAuth, Authorize) that are running, which it waits
+// for: do not call it from one of them. Afterwards new connections get
+// HTTP 503 and Request returns [ErrClosed].
 //
 // Close returns the errors it met ending sessions (a member that could not
 // leave its rooms, with a [bus.Broker] that failed); it may be called more
