@@ -2,7 +2,7 @@ package natsproc
 
 import (
 	"context"
-		"fmt"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
