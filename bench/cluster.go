@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -14,6 +15,7 @@ import (
 	"github.com/courierbus/courier/bus"
 	"github.com/courierbus/courier/cluster"
 	"github.com/courierbus/courier/internal/natscluster"
+	"github.com/courierbus/courier/internal/natsproc"
 	"github.com/courierbus/courier/persist"
 )
 
@@ -375,29 +377,67 @@ func (f *spreadFlow) Close() error {
 }
 
 // Cluster is the cluster scenario's cluster: ClusterNodes NATS servers
-// with JetStream in this process, on 127.0.0.1, and a bus on each, joined
-// through a cluster.Node with ClusterReplicas replicas. Flows of the
-// cluster implementation share it, each on a topic of its own.
+// with JetStream on 127.0.0.1 (in this process, or as nats-server
+// processes), and a bus on each, joined through a cluster.Node with
+// ClusterReplicas replicas. Flows of the cluster implementation share it,
+// each on a topic of its own.
 type Cluster struct {
-	nats   *natscluster.Cluster
+	stop   func() // stops the servers
 	conns  []*nats.Conn
 	nodes  []*cluster.Node
 	buses  []*bus.Bus
 	topics atomic.Int64
 }
 
-// StartCluster starts the cluster with its files under dir and waits
-// until every bus has joined.
+// StartCluster starts the cluster in this process with its files under
+// dir and waits until every bus has joined.
 func StartCluster(dir string) (*Cluster, error) {
 	nc, err := natscluster.Start(ClusterNodes, dir)
 	if err != nil {
 		return nil, err
 	}
-	cl := &Cluster{nats: nc}
+	urls := make([]string, ClusterNodes)
+	for i := range urls {
+		urls[i] = nc.URL(i)
+	}
+	return join(urls, nc.Shutdown)
+}
+
+// StartClusterProcs starts the cluster as ClusterNodes nats-server
+// processes (the go.mod's version, built once and cached; see
+// internal/natsproc) with their files under dir, each fsyncing every
+// write when syncAlways and otherwise at NATS's default interval (two
+// minutes), and waits until every bus has joined. It must run inside a
+// module that requires nats-server.
+func StartClusterProcs(dir string, syncAlways bool) (*Cluster, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	stores := make([]string, ClusterNodes)
+	for i := range stores {
+		stores[i] = filepath.Join(dir, fmt.Sprintf("store-%d", i))
+	}
+	var opts []natsproc.Option
+	if syncAlways {
+		opts = append(opts, natsproc.SyncAlways())
+	}
+	pc, err := natsproc.Start(ctx, dir, stores, opts...)
+	if err != nil {
+		return nil, err
+	}
+	urls := make([]string, ClusterNodes)
+	for i := range urls {
+		urls[i] = pc.URL(i)
+	}
+	return join(urls, pc.Close)
+}
+
+// join starts a bus on each server and waits until all have joined.
+func join(urls []string, stop func()) (*Cluster, error) {
+	cl := &Cluster{stop: stop}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	for i := range ClusterNodes {
-		conn, err := nats.Connect(nc.URL(i))
+	for i, url := range urls {
+		conn, err := nats.Connect(url)
 		if err != nil {
 			return nil, errors.Join(err, cl.Close())
 		}
@@ -429,6 +469,6 @@ func (cl *Cluster) Close() error {
 	for _, c := range cl.conns {
 		c.Close()
 	}
-	cl.nats.Shutdown()
+	cl.stop()
 	return errors.Join(errs...)
 }

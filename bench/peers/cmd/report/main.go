@@ -29,7 +29,7 @@ func main() {
 	flag.IntVar(&cfg.runs, "runs", 3, "runs of every figure (at least 3 for the report)")
 	flag.BoolVar(&cfg.quick, "quick", false, "tiny runs, to check that everything works")
 	flag.StringVar(&cfg.out, "out", "", "directory for benchmarks.md, its charts and CSV (default: the module's docs/)")
-	flag.StringVar(&cfg.only, "only", "", "comma-separated scenarios to run (inproc,rooms,persist,replay,restart,cluster,ws,rt); default all")
+	flag.StringVar(&cfg.only, "only", "", "comma-separated scenarios to run (inproc,rooms,persist,replay,restart,cluster,syncost,ws,rt); default all")
 	flag.StringVar(&cfg.format, "format", "svg", "chart format: svg or png")
 	flag.Parse()
 	if cfg.out == "" {
@@ -111,6 +111,9 @@ func run(cfg config) error {
 	files, err := write(cfg, r.res, r.machine)
 	if err != nil {
 		return err
+	}
+	if s := syncSummary(r.res); s != "" {
+		fmt.Fprintf(os.Stderr, "report: %s\n", s)
 	}
 	fmt.Fprintf(os.Stderr, "report: done in %v; wrote %s\n", r.res.elapsed.Round(time.Second), strings.Join(files, ", "))
 	return nil

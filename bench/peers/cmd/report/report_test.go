@@ -27,7 +27,7 @@ func TestQuickReport(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, want := range []string{"## Bars", "## In-process delivery", "## Rooms", "## Persisted publish", "## Replay",
-		"## Restart", "## Cluster", "## WebSocket broadcast", "## Acknowledged round trip"} {
+		"## Restart", "## Cluster", "## The cost of sync always", "## WebSocket broadcast", "## Acknowledged round trip"} {
 		if !strings.Contains(string(md), want) {
 			t.Errorf("benchmarks.md has no %q", want)
 		}

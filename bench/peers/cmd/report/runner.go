@@ -267,6 +267,9 @@ func (r *runner) plan() {
 		if r.cfg.want(scCluster) {
 			r.planCluster(round, tag, sz)
 		}
+		if r.cfg.want(scSync) {
+			r.planSync(round, tag, sz)
+		}
 		if r.cfg.want(scWS) {
 			for _, n := range sz.wsClients {
 				for _, im := range peers.WSImpls() {

@@ -389,6 +389,7 @@ func markdown(cfg config, res *results, m bench.Machine) string {
 		}
 		p("\n%s\n\n", clusterFindings(res))
 	}
+	syncSection(p, t, res)
 
 	p("## How each implementation is used\n\n")
 	names := make([]string, 0, len(res.notes))
