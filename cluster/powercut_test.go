@@ -34,8 +34,9 @@ type powerRig struct {
 	cfg    cluster.Config
 	topics []string
 
-	mu    sync.Mutex  // guards nodes
-	nodes []*testNode // nil while node i restarts
+	mu    sync.Mutex   // guards nodes and subs
+	nodes []*testNode  // nil while node i restarts
+	subs  []*dedupeSub // node i's subscriber
 
 	seen seenLog
 
@@ -57,6 +58,7 @@ func newPowerRig(t *testing.T, rule lazyfs.Rule, replicas int, opts ...natsproc.
 		cfg:    cluster.Config{Replicas: replicas, Timeout: 2 * time.Second},
 		topics: []string{"power.a", "power.b", "power.c"},
 		nodes:  make([]*testNode, 3),
+		subs:   make([]*dedupeSub, 3),
 		acked:  make([]atomic.Int64, 3),
 		stop:   make(chan struct{}),
 		seen:   seenLog{at: map[posKey]string{}},
@@ -154,6 +156,7 @@ func (r *powerRig) startNode(i int) {
 	}
 	r.mu.Lock()
 	r.nodes[i] = &testNode{nc: conn, node: node, bus: b}
+	r.subs[i] = d
 	r.mu.Unlock()
 }
 
@@ -284,6 +287,13 @@ type dedupeSub struct {
 	mu       sync.Mutex
 	had      map[posKey]bool
 	payloads map[string]bool
+}
+
+// has reports whether the subscriber was given payload.
+func (d *dedupeSub) has(payload string) bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.payloads[payload]
 }
 
 func (d *dedupeSub) handle(_ context.Context, m bus.Message[any]) error {
