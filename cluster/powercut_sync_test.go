@@ -26,14 +26,15 @@ import (
 // one position or one payload at two.
 //
 // Two cycles in CI (one of each kind, about 45 s); COURIER_LONG=1 runs 12
-// cycles with 8 publishers (docs/reliability.md has the figures).
+// cycles with 8 publishers and longer loads between cuts
+// (docs/reliability.md has the figures).
 func TestPowerCutSyncAlways(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs three nats-server processes and cuts their power")
 	}
-	cycles, pubs := 2, 3
+	cycles, pubs, load := 2, 3, 1200*time.Millisecond
 	if os.Getenv("COURIER_LONG") == "1" {
-		cycles, pubs = 12, 8
+		cycles, pubs, load = 12, 8, 5*time.Second
 	}
 	r := newPowerRig(t, lazyfs.RuleExt4, 3, natsproc.SyncAlways())
 	seed := uint64(time.Now().UnixNano())
@@ -43,7 +44,7 @@ func TestPowerCutSyncAlways(t *testing.T) {
 	fig := powerFigures{epochs: map[uint64]bool{}}
 	for c := range cycles {
 		// Publish for a while, then cut at a random moment.
-		time.Sleep(300*time.Millisecond + time.Duration(rnd.Int64N(int64(1200*time.Millisecond))))
+		time.Sleep(300*time.Millisecond + time.Duration(rnd.Int64N(int64(load))))
 		// Both kinds in every run: one server first, then all.
 		all := c == 1 || (c > 1 && rnd.IntN(3) == 0)
 		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
