@@ -129,7 +129,7 @@ func (r *powerRig) startNode(i int) {
 	var node *cluster.Node
 	deadline := time.Now().Add(90 * time.Second)
 	for try := 1; ; try++ {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		node, err = cluster.New(ctx, conn, cfg)
 		cancel()
 		if err == nil {
