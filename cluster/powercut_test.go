@@ -3,6 +3,7 @@ package cluster_test
 import (
 	"context"
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"os"
 	"slices"
@@ -460,16 +461,18 @@ func (r *powerRig) streamHolds(ctx context.Context, topic string) (int, error) {
 // shortfall compares what the stream holds of each topic with the highest
 // sequence number acknowledged, and describes the topics that fell short.
 func (r *powerRig) shortfall(ctx context.Context) (string, error) {
+	// What was acknowledged before the stream is asked: publishes go on.
+	r.topMu.Lock()
+	top := maps.Clone(r.top)
+	r.topMu.Unlock()
 	subj, err := r.subjects(ctx)
 	if err != nil {
 		return "", err
 	}
-	r.topMu.Lock()
-	defer r.topMu.Unlock()
 	var short []string
 	for _, topic := range r.topics {
-		if n := subj["courier.m."+topic]; n < r.top[topic] {
-			short = append(short, fmt.Sprintf("%s holds %d messages, %d were acknowledged", topic, n, r.top[topic]))
+		if n := subj["courier.m."+topic]; n < top[topic] {
+			short = append(short, fmt.Sprintf("%s holds %d messages, %d were acknowledged", topic, n, top[topic]))
 		}
 	}
 	return strings.Join(short, "; "), nil
