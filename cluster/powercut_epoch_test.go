@@ -4,10 +4,15 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/courierbus/courier/bridge"
+	"github.com/courierbus/courier/bridge/client"
 	"github.com/courierbus/courier/bus"
 	"github.com/courierbus/courier/internal/lazyfs"
 )
@@ -28,7 +33,8 @@ import (
 //   - a client holding the position of the last message it was given
 //     (epoch, 60) gets bus.ErrNotCovered (recovered:false) on the
 //     restarted bus A, before and after new publishes, and on bus C after
-//     them; before them bus C, which applied (epoch, 60) itself, may
+//     them; a bridge client subscribing after it on bus A before the new
+//     publishes gets a resync (recovered:false) and then the new messages; before them bus C, which applied (epoch, 60) itself, may
 //     resume it, but then gives it the new messages under a new epoch (or
 //     past 60), never a position it had;
 //   - 20 new publishes on bus A are given positions of a new epoch (or
@@ -142,6 +148,10 @@ func TestPowerCutDefaultSyncNewEpoch(t *testing.T) {
 		}
 	}
 	notCovered("before new publishes", 0)
+	// The same over the bridge: a client on bus A subscribing after its
+	// old position is told the history does not cover it (a resync, the
+	// Go client's form of recovered:false).
+	bc := bridgeClient(t, r.bus(0), topic, pos)
 	// Bus C applied everything up to (epoch, 60) before the cut, so a
 	// client resuming there may be served from its memory; what it is
 	// given next must then come under a new epoch (or past 60).
@@ -198,6 +208,7 @@ func TestPowerCutDefaultSyncNewEpoch(t *testing.T) {
 	}
 	notCovered("after new publishes", 0)
 	notCovered("after new publishes", survivor)
+	bc.check(t, pos, fresh)
 	if sub != nil {
 		for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(20 * time.Millisecond) {
 			resumedMu.Lock()
@@ -207,8 +218,9 @@ func TestPowerCutDefaultSyncNewEpoch(t *testing.T) {
 				break
 			}
 			if time.Now().After(deadline) {
-				t.Fatalf("the subscription resumed after %v on bus C before the new publishes was given %d of the %d new messages in 30 s: %v",
+				t.Errorf("the subscription resumed after %v on bus C before the new publishes was given %d of the %d new messages in 30 s: %v",
 					pos, n, after, resumed)
+				break
 			}
 		}
 		resumedMu.Lock()
@@ -225,4 +237,91 @@ func TestPowerCutDefaultSyncNewEpoch(t *testing.T) {
 		t.Fatalf("positions given to two payloads: %v; payloads given twice: %d", r.seen.conflicts, r.seen.dups)
 	}
 	t.Logf("%d acknowledged since the clean restart, %d lost at the cut; epoch %d → %d", len(old), before-short, pos.Epoch, now.Epoch)
+}
+
+// epochClient is a bridge client subscribed after a position of the old
+// epoch.
+type epochClient struct {
+	mu      sync.Mutex
+	resyncs int
+	got     []posKey
+	data    map[string]bool
+}
+
+// bridgeClient serves b through a bridge and subscribes a client to topic
+// after pos; both end with the test.
+func bridgeClient(t *testing.T, b *bus.Bus, topic string, pos bus.Position) *epochClient {
+	t.Helper()
+	br, err := bridge.New(b, bridge.Expose("power.>", bridge.Subscribe))
+	if err != nil {
+		t.Fatal(err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/bus/", br)
+	srv := httptest.NewServer(mux)
+	ec := &epochClient{data: map[string]bool{}}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cl, err := client.Dial(ctx, "ws"+strings.TrimPrefix(srv.URL, "http")+"/bus/", client.OnEvent(func(e client.Event) {
+		if e.Type == client.Resync {
+			ec.mu.Lock()
+			ec.resyncs++
+			ec.mu.Unlock()
+		}
+	}))
+	if err != nil {
+		br.Close()
+		srv.Close()
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		cl.Close()
+		srv.CloseClientConnections()
+		br.Close()
+		srv.Close()
+	})
+	if _, err := cl.Subscribe(ctx, topic, func(_ context.Context, m *client.Message) error {
+		ec.mu.Lock()
+		ec.got = append(ec.got, posKey{m.Topic, m.Epoch, m.Seq})
+		ec.data[string(m.Data)] = true
+		ec.mu.Unlock()
+		return nil
+	}, client.StartAfter(pos.Epoch, pos.Seq)); err != nil {
+		t.Fatalf("bridge client: subscribing after %v: %v", pos, err)
+	}
+	return ec
+}
+
+// check waits until the client was told it was not recovered and was
+// given every fresh message, none at a position of the old epoch up to pos.
+func (ec *epochClient) check(t *testing.T, pos bus.Position, fresh []ack) {
+	t.Helper()
+	done := func() bool {
+		ec.mu.Lock()
+		defer ec.mu.Unlock()
+		if ec.resyncs == 0 {
+			return false
+		}
+		for _, a := range fresh {
+			if !ec.data[a.payload] {
+				return false
+			}
+		}
+		return true
+	}
+	for deadline := time.Now().Add(30 * time.Second); !done(); time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			ec.mu.Lock()
+			defer ec.mu.Unlock()
+			t.Fatalf("bridge client subscribed after %v: %d resyncs (want one: recovered:false), given %d of the %d new messages in 30 s",
+				pos, ec.resyncs, len(ec.data), len(fresh))
+		}
+	}
+	ec.mu.Lock()
+	defer ec.mu.Unlock()
+	for _, k := range ec.got {
+		if k.epoch == pos.Epoch && k.seq <= pos.Seq {
+			t.Errorf("bridge client subscribed after %v was given (%d, %d) again", pos, k.epoch, k.seq)
+		}
+	}
 }
