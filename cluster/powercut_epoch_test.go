@@ -103,8 +103,8 @@ func TestPowerCutDefaultSyncNewEpoch(t *testing.T) {
 	for i := range r.nats.Len() {
 		r.nats.Kill(i)
 	}
-	r.stopNode(0)
-	r.stopNode(1)
+	r.dropNode(0, true)
+	r.dropNode(1, true)
 	for i, f := range r.fs {
 		if err := f.Restart(); err != nil {
 			t.Fatal(err)

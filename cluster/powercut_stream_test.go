@@ -132,7 +132,7 @@ type powerFigures struct {
 	acked, failed, lost   int
 	doubled, conflicts    int
 	dups, delivered       int
-	leader, back          []time.Duration // per cycle: stream leader, every node publishing again
+	leader, back          []time.Duration // per cycle, from the restart: stream leader, every node publishing again
 	epochs                map[uint64]bool
 	lastSeqs, historyMsgs int
 }

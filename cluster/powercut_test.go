@@ -44,6 +44,8 @@ type powerRig struct {
 	acked []atomic.Int64 // acknowledged publishes, by node
 	cycle atomic.Int32   // power cuts so far
 
+	restarted time.Time // when the last cut's file systems and servers began to come back
+
 	topMu sync.Mutex
 	top   map[string]uint64 // the highest acknowledged seq of each topic
 }
@@ -158,17 +160,26 @@ func (r *powerRig) startNode(i int) {
 	r.mu.Unlock()
 }
 
-// stopNode closes bus i, its node and its connection.
-func (r *powerRig) stopNode(i int) {
+// stopNode closes bus i, its node and its connection, in that order.
+func (r *powerRig) stopNode(i int) { r.dropNode(i, false) }
+
+// dropNode stops bus i; lost says it lost its power with the servers: its
+// connection goes first, as a dead process's does, so that nothing waits
+// for servers that are not there (a node's Close does, several seconds).
+func (r *powerRig) dropNode(i int, lost bool) {
 	r.mu.Lock()
 	tn := r.nodes[i]
 	r.nodes[i] = nil
 	r.mu.Unlock()
-	if tn != nil {
-		tn.bus.Close()
-		tn.node.Close()
+	if tn == nil {
+		return
+	}
+	if lost {
 		tn.nc.Close()
 	}
+	tn.bus.Close()
+	tn.node.Close()
+	tn.nc.Close()
 }
 
 func (r *powerRig) bus(i int) *bus.Bus {
@@ -333,6 +344,7 @@ func (r *powerRig) cutOne(ctx context.Context, i int) error {
 	if err := r.fs[i].Restart(); err != nil {
 		return err
 	}
+	r.restarted = time.Now()
 	return r.nats.StartServer(ctx, i)
 }
 
@@ -347,8 +359,9 @@ func (r *powerRig) cutAll(ctx context.Context) error {
 		r.nats.Kill(i)
 	}
 	for i := range r.nodes {
-		r.stopNode(i)
+		r.dropNode(i, true)
 	}
+	r.restarted = time.Now()
 	for i, f := range r.fs {
 		if err := f.Restart(); err != nil {
 			return err
