@@ -169,6 +169,13 @@ func get(t *testing.T, url string) (*http.Response, string) {
 	return resp, string(body)
 }
 
+// body0 is the body of a GET of url.
+func body0(t *testing.T, url string) string {
+	t.Helper()
+	_, body := get(t, url)
+	return body
+}
+
 func TestServesPageAndClient(t *testing.T) {
 	ts := startServer(t, config{memory: true})
 	resp, body := get(t, ts.base+"/")
@@ -191,6 +198,14 @@ func TestServesPageAndClient(t *testing.T) {
 	}
 	if !strings.Contains(body, "export function connect(") {
 		t.Error("client.js is not the courier browser client")
+	}
+	// The page's icon comes from the server: its CSP refuses a data: URL.
+	if !strings.Contains(body0(t, ts.base+"/"), `<link rel="icon" href="./favicon.svg"`) {
+		t.Error("the page does not take its icon from /favicon.svg")
+	}
+	resp, body = get(t, ts.base+"/favicon.svg")
+	if ct := resp.Header.Get("Content-Type"); resp.StatusCode != 200 || ct != "image/svg+xml" || !strings.HasPrefix(body, "<svg") {
+		t.Errorf("GET /favicon.svg: status %d, Content-Type %q", resp.StatusCode, ct)
 	}
 	if resp, _ := get(t, ts.base+"/nope"); resp.StatusCode != http.StatusNotFound {
 		t.Errorf("GET /nope: status %d, want 404", resp.StatusCode)

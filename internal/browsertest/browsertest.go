@@ -137,9 +137,12 @@ func NewTab(t *testing.T, browser context.Context, name, url string, wait time.D
 		t.Fatalf("open a tab for %s: %v", name, err)
 	}
 	p := &Tab{T: t, Name: name, Ctx: ctx, Wait: wait, Describe: describe}
+	// Subscribe before navigating: what the page logs while it loads (a
+	// resource its Content-Security-Policy refuses, a failed fetch) counts.
+	messages := chromedp.Console(ctx)
 	p.Do(chromedp.Navigate(url))
 	go func() { // ends with the tab's context
-		for m, err := range chromedp.Console(ctx) {
+		for m, err := range messages {
 			if err != nil {
 				return
 			}

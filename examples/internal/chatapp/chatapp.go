@@ -39,6 +39,13 @@ var page []byte
 //go:embed chat.js
 var script []byte
 
+// favicon is the page's icon, served at /favicon.svg: from the server's
+// own origin, as the page's Content-Security-Policy (default-src 'self')
+// requires; a data: URL would be refused, with an error in the console.
+//
+//go:embed favicon.svg
+var favicon []byte
+
 // busURLs is the element of the page that lists the bridges it connects
 // to; a server with [Failover] peers writes its own list there.
 const busURLs = `<script id="bus-urls" type="application/json">["./bus/"]</script>`
@@ -225,6 +232,11 @@ func New(b *bus.Bus, opts ...Option) (*Server, error) {
 		w.Header().Set("Content-Type", "text/javascript; charset=utf-8")
 		w.Header().Set("Cache-Control", "no-cache")
 		w.Write(script)
+	})
+	mux.HandleFunc("GET /favicon.svg", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "image/svg+xml")
+		w.Header().Set("Cache-Control", "max-age=86400")
+		w.Write(favicon)
 	})
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok\n") })
 	s.handler = mux
