@@ -169,8 +169,8 @@ func get(t *testing.T, url string) (*http.Response, string) {
 	return resp, string(body)
 }
 
-// body0 is the body of a GET of url.
-func body0(t *testing.T, url string) string {
+// bodyOf is the body of a GET of url.
+func bodyOf(t *testing.T, url string) string {
 	t.Helper()
 	_, body := get(t, url)
 	return body
@@ -200,7 +200,7 @@ func TestServesPageAndClient(t *testing.T) {
 		t.Error("client.js is not the courier browser client")
 	}
 	// The page's icon comes from the server: its CSP refuses a data: URL.
-	if !strings.Contains(body0(t, ts.base+"/"), `<link rel="icon" href="./favicon.svg"`) {
+	if !strings.Contains(bodyOf(t, ts.base+"/"), `<link rel="icon" href="./favicon.svg"`) {
 		t.Error("the page does not take its icon from /favicon.svg")
 	}
 	resp, body = get(t, ts.base+"/favicon.svg")
