@@ -6,6 +6,10 @@
 //	go run ./examples/chat -addr 127.0.0.1:9000 -memory
 //	go run ./examples/chat -admin-password s3cret # and http://127.0.0.1:8080/admin/
 //
+// Users sign in on the page with a name and a password: the first sign-in
+// with a name sets its password, and the server answers with a signed
+// session cookie that the bridge's Authenticate hook checks.
+//
 // Prometheus metrics of the bus, the bridge and the store are at /metrics
 // (package observe). The admin page at /admin/ shows topics, rooms,
 // sessions and dead letters live; it opens to the user "admin" with the

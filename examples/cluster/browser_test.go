@@ -40,6 +40,7 @@ func open(t *testing.T, browser context.Context, url, name string) *page {
 	p.Do(
 		chromedp.WaitVisible(chromedp.ID("name")),
 		chromedp.SetValue(chromedp.ID("name"), name),
+		chromedp.SetValue(chromedp.ID("password"), "password of "+name),
 		chromedp.SetValue(chromedp.ID("room"), "lobby"),
 		chromedp.Click(chromedp.ID("enter")),
 	)

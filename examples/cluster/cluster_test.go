@@ -109,8 +109,8 @@ type user struct {
 func dial(t *testing.T, ctx context.Context, page, name string) *user {
 	t.Helper()
 	ws := "ws://" + strings.TrimPrefix(page, "http://") + "bus/"
-	c, err := client.Dial(ctx, ws, client.WithAuth(map[string]string{"name": name}),
-		client.WithHeader(http.Header{"Origin": {strings.TrimSuffix(page, "/")}}))
+	origin := strings.TrimSuffix(page, "/")
+	c, err := client.Dial(ctx, ws, client.WithHeader(http.Header{"Origin": {origin}, "Cookie": {signIn(t, ctx, page, name)}}))
 	if err != nil {
 		t.Fatalf("dial %s as %s: %v", ws, name, err)
 	}
@@ -139,6 +139,27 @@ func dial(t *testing.T, ctx context.Context, page, name string) *user {
 		t.Fatalf("%s subscribes to the lobby: %v", name, err)
 	}
 	return u
+}
+
+// signIn signs in as name on the node's page, as the page does, and
+// returns the session cookie ("name=value").
+func signIn(t *testing.T, ctx context.Context, page, name string) string {
+	t.Helper()
+	body := `{"name":"` + name + `","password":"password of ` + name + `"}`
+	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, page+"signin", strings.NewReader(body))
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	for _, c := range resp.Cookies() {
+		if c.Name == chatapp.CookieName && resp.StatusCode == http.StatusOK {
+			return c.Name + "=" + c.Value
+		}
+	}
+	t.Fatalf("sign in as %s on %s: %s", name, page, resp.Status)
+	return ""
 }
 
 func (u *user) say(t *testing.T, ctx context.Context, text string) {

@@ -60,6 +60,10 @@ type chatCluster struct {
 	exited chan *chatNode // nodes whose server returned, stopped or not
 	log    *slog.Logger
 	key    []byte // the bridges' SessionKey, the same on every node
+	// accounts are the chat's users, the same on every node: a user signed
+	// in on one is signed in on all (their cookies are signed with a key
+	// derived from key).
+	accounts *chatapp.Accounts
 }
 
 // chatNode is one node: a NATS connection, a cluster.Node, a bus and the
@@ -82,7 +86,8 @@ func start(cfg config) (_ *chatCluster, err error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	c := &chatCluster{dir: cfg.dataDir, exited: make(chan *chatNode, len(cfg.addrs)), log: log, key: make([]byte, 32)}
+	c := &chatCluster{dir: cfg.dataDir, exited: make(chan *chatNode, len(cfg.addrs)), log: log, key: make([]byte, 32),
+		accounts: chatapp.NewAccounts()}
 	rand.Read(c.key) // a secret of this run: sessions carry over between its nodes
 	if c.dir == "" {
 		if c.dir, err = os.MkdirTemp("", "courier-cluster-"); err != nil {
@@ -156,6 +161,7 @@ func (c *chatCluster) startNode(cfg config, i int, ln net.Listener, url string, 
 	// Closed in this order after the chat's bridge: the bus, the node,
 	// then its connection.
 	s, err := chatapp.New(b, chatapp.WithLogger(log), chatapp.History(cfg.history), chatapp.Failover(peers...), chatapp.SessionKey(c.key),
+		chatapp.WithAccounts(c.accounts),
 		chatapp.CloseAfter(b, node, closer(func() error { nc.Close(); return nil })))
 	if err != nil {
 		b.Close()

@@ -59,15 +59,35 @@ function el(tag, cls, text) {
   return e;
 }
 
+// What the user reads for an error the server or the client reports: one
+// sentence per code. The server's own text, meant for developers, goes in
+// the box's tooltip.
+/** @type {Record<string, string>} */
+const explained = {
+  forbidden: 'The server does not allow that.',
+  unauthorized: 'You are signed out: reload the page and sign in again.',
+  rate_limited: 'You are sending too fast: wait a moment and try again.',
+  too_large: 'That is too long to send.',
+  limit: 'The server is at its limit for that: leave a room or try again later.',
+  timeout: 'The server did not answer in time: try again.',
+  buffer_full: 'Too many messages are waiting for the connection: wait until it is back.',
+  closed: 'The connection is closed: reload the page.',
+};
+
 /**
+ * Shows an error in the row under the header. sentence replaces the
+ * explanation of the error's code.
  * @param {Problem | unknown} problem
- * @param {boolean} [notice]
+ * @param {{ notice?: boolean, sentence?: string }} [how]
  */
-function showError(problem, notice) {
+function showError(problem, how = {}) {
   const err = /** @type {Problem} */ (problem);
-  const box = el('div', notice ? 'error notice' : 'error');
-  box.dataset.code = (err && err.code) || '';
-  const text = err && err.code ? `${err.code}: ${err.detail || err.message}` : String(err && err.message || err);
+  const box = el('div', how.notice ? 'error notice' : 'error');
+  const code = (err && err.code) || '';
+  box.dataset.code = code;
+  const technical = code ? `${code}: ${err.detail || err.message}` : String(err && err.message || err);
+  const text = how.sentence || explained[code] || (code ? `Something went wrong (${code}).` : technical);
+  box.title = technical;
   box.append(el('span', '', text));
   const x = /** @type {HTMLButtonElement} */ (el('button', '', '×'));
   x.type = 'button';
@@ -208,7 +228,7 @@ function leaveRoom() {
   if (!c || !app.room) return;
   if (app.unsub) app.unsub();
   if (app.unwatch) app.unwatch();
-  c.leave(app.room).catch(showError);
+  c.leave(app.room).catch((e) => showError(e));
   app.room = '';
   app.unsub = app.unwatch = null;
 }
@@ -218,7 +238,7 @@ async function enterRoom(room) {
   const c = app.client;
   if (!c) return;
   if (!roomRE.test(room)) {
-    showError({ code: 'invalid_name', detail: `room ${JSON.stringify(room)}: 1 to 64 letters, digits, "_" or "-"` });
+    showError({ code: 'invalid_name' }, { sentence: badRoom(room) });
     return;
   }
   if (room === app.room) return;
@@ -237,7 +257,7 @@ async function enterRoom(room) {
     const pos = await c.request('rooms.position', { room });
     if (app.room !== room) return;
     const start = Math.max(1, pos.seq - pos.history + 1);
-    app.unsub = c.subscribe(`chat.${room}`, onMessage, { start: 'seq', seq: start, onError: showError });
+    app.unsub = c.subscribe(`chat.${room}`, onMessage, { start: 'seq', seq: start, onError: (e) => showError(e) });
     app.unwatch = c.watchPresence(room, renderMembers);
     await app.unsub.ready;
     const list = $('messages');
@@ -257,7 +277,9 @@ function send(text) {
     // Not exposed to clients: the server answers "forbidden", and the
     // declarations say so already.
     // @ts-expect-error admin.announce is not a topic the bridge exposes for publish.
-    c.publish('admin.announce', { text: text.slice(9).trim() }).catch(showError);
+    c.publish('admin.announce', { text: text.slice(9).trim() }).catch((e) => showError(e, {
+      sentence: e && e.code === 'forbidden' ? 'Only the server can make announcements.' : undefined,
+    }));
     return;
   }
   if (!app.room) return;
@@ -290,20 +312,69 @@ function setTime(li, text) {
   if (t) t.textContent = text;
 }
 
-$('login').addEventListener('submit', (ev) => {
+/** @param {string} room */
+function badRoom(room) {
+  return `The room name ${JSON.stringify(room)} has 1 to 64 letters, digits, "_" or "-".`;
+}
+
+/** @param {string} text */
+function loginError(text) {
+  const p = $('login-error');
+  p.textContent = text;
+  p.hidden = !text;
+}
+
+// Signing in: the server checks the name and password (the first sign-in
+// with a name sets its password) and answers with a session cookie, which
+// the browser sends with the WebSocket's upgrade request: that cookie, not
+// anything the page says, is who the bridge thinks the user is.
+$('login').addEventListener('submit', async (ev) => {
   ev.preventDefault();
   const name = input('name').value.trim();
+  const password = input('password').value;
   const room = input('room').value.trim() || 'lobby';
-  if (!name) return;
+  if (!name || !password) return;
   if (!roomRE.test(room)) {
-    showError({ code: 'invalid_name', detail: `room ${JSON.stringify(room)}: 1 to 64 letters, digits, "_" or "-"` });
+    loginError(badRoom(room));
     return;
   }
+  loginError('');
+  const enter = /** @type {HTMLButtonElement} */ ($('enter'));
+  enter.disabled = true;
+  /** @type {{ name?: string, error?: string }} */
+  let body = {};
+  let ok = false;
+  try {
+    const res = await fetch('./signin', {
+      method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ name, password }),
+    });
+    ok = res.ok;
+    body = await res.json().catch(() => ({}));
+  } catch (e) {
+    body = { error: 'the server cannot be reached: try again' };
+  } finally {
+    enter.disabled = false;
+  }
+  if (!ok || !body.name) {
+    const why = body.error || 'the server refused the sign-in';
+    loginError(why.charAt(0).toUpperCase() + why.slice(1) + '.');
+    return;
+  }
+  input('password').value = '';
+  start(body.name, room);
+});
+
+/**
+ * Connects as the signed-in user and opens room.
+ * @param {string} name
+ * @param {string} room
+ */
+function start(name, room) {
   app.name = name;
   /** @type {string[]} */
   const urls = JSON.parse($('bus-urls').textContent || '[]');
   /** @type {Client} */
-  const c = connect(urls, { auth: { name } });
+  const c = connect(urls);
   app.client = c;
   c.on('state', renderState);
   c.on('error', (e) => showError(e));
@@ -320,7 +391,7 @@ $('login').addEventListener('submit', (ev) => {
   });
   c.on('resume', (ev) => {
     if (Object.values(ev.recovered).some((ok) => !ok)) {
-      showError({ code: 'resync', detail: 'some messages were lost while you were away' }, true);
+      showError({ code: 'resync' }, { notice: true, sentence: 'Some messages were lost while you were away.' });
     }
   });
   renderState(c.state);
@@ -329,7 +400,7 @@ $('login').addEventListener('submit', (ev) => {
   $('chat').hidden = false;
   enterRoom(room);
   app.roomsTimer = setInterval(refreshRooms, 15000);
-});
+}
 
 $('join-form').addEventListener('submit', (ev) => {
   ev.preventDefault();

@@ -3,6 +3,9 @@ package chatapp
 import (
 	"bytes"
 	"context"
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
 	_ "embed"
 	"encoding/json"
 	"errors"
@@ -17,8 +20,6 @@ import (
 	"strconv"
 	"strings"
 	"time"
-	"unicode"
-	"unicode/utf8"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -73,6 +74,7 @@ type config struct {
 	commits       *observe.Commits
 	peers         []string
 	sessionKey    []byte
+	accounts      *Accounts
 	closers       []io.Closer
 }
 
@@ -116,7 +118,13 @@ const MaxTopics = 20000
 // SessionKey gives the bridge the secret key shared by the nodes of a
 // cluster (bridge.SessionKey): a page that fails over keeps its session id,
 // so its user stays in the rooms' member lists without leaving and joining.
+// The session cookies of sign-in are signed with a key derived from it, so
+// every node honours them. Default: a random key of this server's.
 func SessionKey(key []byte) Option { return optFunc(func(c *config) { c.sessionKey = key }) }
+
+// WithAccounts makes the server sign users in against a, which the nodes
+// of a cluster share. Default: accounts of this server's own.
+func WithAccounts(a *Accounts) Option { return optFunc(func(c *config) { c.accounts = a }) }
 
 // CloseAfter makes Close and Shutdown close cs, in order, after the bridge:
 // the bus and what it stands on. New does not close them when it fails.
@@ -127,13 +135,15 @@ func CloseAfter(cs ...io.Closer) Option {
 // Server is the chat on one bus: the bridge mounted at /bus/, the page at
 // /, Prometheus metrics at /metrics and the admin page at /admin/.
 type Server struct {
-	bus     *bus.Bus
-	bridge  *bridge.Bridge
-	admin   *observe.Admin // nil until made
-	handler http.Handler
-	log     *slog.Logger
-	history int
-	closers []io.Closer
+	bus      *bus.Bus
+	bridge   *bridge.Bridge
+	admin    *observe.Admin // nil until made
+	handler  http.Handler
+	log      *slog.Logger
+	history  int
+	closers  []io.Closer
+	accounts *Accounts
+	cookies  cookies
 }
 
 // New serves the chat on b.
@@ -153,13 +163,17 @@ func New(b *bus.Bus, opts ...Option) (*Server, error) {
 		return nil, err
 	}
 	log := cfg.log
-	s := &Server{bus: b, log: log, history: cfg.history}
+	s := &Server{bus: b, log: log, history: cfg.history, accounts: cfg.accounts, cookies: cookieKey(cfg.sessionKey)}
+	if s.accounts == nil {
+		s.accounts = NewAccounts()
+	}
 	if err := s.endpoints(); err != nil {
 		return nil, err
 	}
 	bopts := []bridge.Option{
 		bridge.WithLogger(log),
-		bridge.HelloAuth(helloAuth),
+		bridge.Authenticate(s.authenticate), // the session cookie of sign-in
+		bridge.HelloAuth(requireSignIn),
 		bridge.Authorize(s.authorize),
 		bridge.ExposeTyped[Message](ChatPrefix+"*", bridge.Subscribe, bridge.Publish),
 		bridge.Expose("rooms.*", bridge.Request),
@@ -233,6 +247,7 @@ func New(b *bus.Bus, opts ...Option) (*Server, error) {
 		w.Header().Set("Cache-Control", "no-cache")
 		w.Write(script)
 	})
+	mux.HandleFunc("POST /signin", s.signIn)
 	mux.HandleFunc("GET /favicon.svg", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "image/svg+xml")
 		w.Header().Set("Cache-Control", "max-age=86400")
@@ -241,6 +256,19 @@ func New(b *bus.Bus, opts ...Option) (*Server, error) {
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok\n") })
 	s.handler = mux
 	return s, nil
+}
+
+// cookieKey returns the signer of session cookies: under a key derived
+// from the cluster's session key, or a random one.
+func cookieKey(sessionKey []byte) cookies {
+	if sessionKey == nil {
+		key := make([]byte, 32)
+		rand.Read(key)
+		return cookies{key}
+	}
+	h := hmac.New(sha256.New, sessionKey)
+	h.Write([]byte("chat: session cookies"))
+	return cookies{h.Sum(nil)}
 }
 
 // failover returns the page, the sources of its connect-src and the
@@ -275,38 +303,6 @@ func failover(peers []string) (body []byte, csp string, origins []string, err er
 	el := `<script id="bus-urls" type="application/json">` + string(list) + `</script>`
 	body = bytes.Replace(page, []byte(busURLs), []byte(el), 1)
 	return body, strings.Join(srcs, " "), origins, nil
-}
-
-// helloAuth takes the user's chosen name from the hello's auth payload
-// ({"name":"alice"}) as the session's identity: presence shows it.
-func helloAuth(_ context.Context, _ bridge.Identity, auth json.RawMessage) (bridge.Identity, error) {
-	var a struct {
-		Name string `json:"name"`
-	}
-	if len(auth) == 0 || json.Unmarshal(auth, &a) != nil {
-		return bridge.Identity{}, errors.New(`chat: hello needs auth {"name": "..."}`)
-	}
-	name := strings.TrimSpace(a.Name)
-	if err := validName(name); err != nil {
-		return bridge.Identity{}, err
-	}
-	return bridge.Identity{ID: name}, nil
-}
-
-// validName accepts 1 to 24 letters, digits, spaces, '_' and '-'.
-func validName(name string) error {
-	if name == "" || utf8.RuneCountInString(name) > 24 {
-		return errors.New("chat: a name has 1 to 24 characters")
-	}
-	for _, r := range name {
-		switch {
-		case r == ' ' || r == '_' || r == '-':
-		case unicode.IsLetter(r), unicode.IsDigit(r):
-		default:
-			return fmt.Errorf("chat: %q is not allowed in a name", r)
-		}
-	}
-	return nil
 }
 
 // authorize lets only the members of a room read and write its topic:

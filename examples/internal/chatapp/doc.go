@@ -8,6 +8,11 @@
 // Badger; examples/cluster runs it on three buses sharing their topics and
 // rooms through NATS, where the page fails over from node to node.
 //
+// Users sign in with a name and a password (POST /signin; the first
+// sign-in with a name sets its password, and "admin" is no page's); the
+// server answers with a session cookie it signs, which the bridge's
+// Authenticate hook reads from the WebSocket's upgrade request (auth.go).
+//
 // The bridge is mounted at /bus/ and exposes only the chat: topics
 // "chat.<room>" (subscribe, publish; only the room's members), the
 // endpoints "rooms.list" and "rooms.position" (request) and every one-token
