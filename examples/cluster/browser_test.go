@@ -105,10 +105,11 @@ next:
 	}
 }
 
-// TestBrowserFailover: alice on node A and bob on node B chat; node B's
-// chat stops (NATS goes on); bob's page moves to node C by itself and shows
-// what alice said meanwhile, once each, in order, and the two go on
-// chatting.
+// TestBrowserFailover does what the README says: alice on node A and bob
+// on node B chat; node B is stopped from the nodes' page (NATS goes on);
+// bob's page moves to node C by itself and shows what alice said
+// meanwhile, once each, in order, and the two go on chatting. Node B,
+// started again from the page, serves the chat again.
 func TestBrowserFailover(t *testing.T) {
 	browser := browsertest.Start(t, 1100, 720)
 	c := startCluster(t)
@@ -140,9 +141,11 @@ func TestBrowserFailover(t *testing.T) {
 		c.on('connect', (e) => connects.push({url: e.url, session: e.session, resumed: e.resumed}));
 		return true;
 	})()`)
-	if err := nodeB.stop(); err != nil {
-		t.Fatalf("stop node B: %v", err)
-	}
+	// Node B is stopped from the nodes' page, as the README says: any
+	// node serves it.
+	ctl := &page{browsertest.NewTab(t, browser, "operator", nodeA.url+"nodes/", wait, `document.body.innerText`)}
+	ctl.Do(chromedp.Click(chromedp.ID("stop-B")))
+	ctl.Do(chromedp.WaitVisible(chromedp.CSS("#node-B td.state.stopped"))) // on the page the form leads to
 	bob.waitJS(`chat.client.state !== 'online'`, "bob offline")
 	meanwhile := []string{"are you there?", "node B went away", "come back"}
 	for _, s := range meanwhile {
@@ -215,7 +218,24 @@ func TestBrowserFailover(t *testing.T) {
 			t.Error(err)
 		}
 	}
+
+	// Node B starts again from the page, and serves its chat: carol signs
+	// in there, sees what was said, and alice sees what she says.
+	ctl.Do(chromedp.Click(chromedp.ID("start-B")))
+	ctl.Do(chromedp.WaitVisible(chromedp.CSS("#node-B td.state.running")))
+	carol := open(t, browser, nodeB.url, "carol")
+	if got := carol.messages(6); strings.Join(got, "|") != strings.Join(want, "|") {
+		t.Errorf("carol on node B, started again, sees %v, want %v", got, want)
+	}
+	carol.say("hi from B, again")
+	want = append(want, "carol: hi from B, again")
+	if got := alice.messages(7); strings.Join(got, "|") != strings.Join(want, "|") {
+		t.Errorf("alice sees %v, want %v", got, want)
+	}
+
 	alice.checkConsole()
+	carol.checkConsole()
+	ctl.checkConsole()
 	// Chromium logs the connection to node B that went away.
 	bob.checkConsole("WebSocket connection to")
 }

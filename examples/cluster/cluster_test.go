@@ -217,3 +217,74 @@ func TestChatAcrossNodes(t *testing.T) {
 		t.Errorf("the lobby's members seen from node A: %v, want alice and bob", users)
 	}
 }
+
+// post posts the nodes' form op ("stop", "start") for node on page, from
+// origin, and returns the status and where it redirects.
+func post(t *testing.T, page, origin, node, op string) (int, string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, page+"nodes/"+node+"/"+op, nil)
+	req.Header.Set("Origin", origin)
+	noRedirect := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	resp, err := noRedirect.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	return resp.StatusCode, resp.Header.Get("Location")
+}
+
+// TestNodeControls: the nodes' page stops and starts nodes; a node that
+// stops itself sends the browser to another node's page; the last running
+// node stays; forms from other sites are refused.
+func TestNodeControls(t *testing.T) {
+	c := startCluster(t)
+	a, b, cc := c.nodes[0], c.nodes[1], c.nodes[2]
+	origin := strings.TrimSuffix(a.url, "/")
+	if resp, body := get(t, a.url+"nodes/"); resp.StatusCode != http.StatusOK || !strings.Contains(body, `id="stop-B"`) {
+		t.Fatalf("GET /nodes/: %d, want a page with node B's stop button", resp.StatusCode)
+	}
+	if code, _ := post(t, a.url, "http://evil.example", "B", "stop"); code != http.StatusForbidden || !b.running() {
+		t.Errorf("a stop from another site: %d, running %v; want 403 and B running", code, b.running())
+	}
+	if code, _ := post(t, a.url, origin, "B", "reboot"); code != http.StatusNotFound {
+		t.Errorf("op reboot: %d, want 404", code)
+	}
+	if code, to := post(t, a.url, origin, "B", "stop"); code != http.StatusSeeOther || to != a.url+"nodes/" || b.running() {
+		t.Errorf("stop B: %d to %q, running %v; want 303 to %snodes/ and B stopped", code, to, b.running(), a.url)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, b.url, nil)
+	if resp, err := http.DefaultClient.Do(req); err == nil {
+		resp.Body.Close()
+		t.Errorf("node B's page answers %d after B stopped", resp.StatusCode)
+	}
+	// A stops itself: the browser goes on to C's page.
+	if code, to := post(t, a.url, origin, "A", "stop"); code != http.StatusSeeOther || to != cc.url+"nodes/" {
+		t.Errorf("A stops itself: %d to %q, want 303 to %snodes/", code, to, cc.url)
+	}
+	originC := strings.TrimSuffix(cc.url, "/")
+	if code, _ := post(t, cc.url, originC, "C", "stop"); code != http.StatusConflict || !cc.running() {
+		t.Errorf("stop the last running node: %d, running %v; want 409 and C running", code, cc.running())
+	}
+	for _, n := range []*chatNode{a, b} {
+		if code, _ := post(t, cc.url, originC, n.name, "start"); code != http.StatusSeeOther || !n.running() {
+			t.Fatalf("start %s: %d, running %v", n.name, code, n.running())
+		}
+		if resp, body := get(t, n.url); resp.StatusCode != http.StatusOK || !strings.Contains(body, "Courier chat") {
+			t.Errorf("node %s's page after a start: %d", n.name, resp.StatusCode)
+		}
+	}
+	// Users on the restarted nodes chat.
+	ctx, cancel = context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	alice := dial(t, ctx, a.url, "alice")
+	bob := dial(t, ctx, b.url, "bob")
+	alice.say(t, ctx, "after the restarts")
+	if got := bob.waitFor(t, ctx, 1); got[0] != "alice: after the restarts" {
+		t.Errorf("bob got %v", got)
+	}
+}

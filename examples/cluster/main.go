@@ -4,7 +4,8 @@
 // cluster.Node, a bus on it and the chat's bridge and page on a port of its
 // own. The nodes share their topics, rooms and endpoints, so two pages
 // opened on two nodes chat with each other; a page whose node goes away
-// moves to another node by itself and misses nothing.
+// moves to another node by itself and misses nothing. Every node serves
+// the nodes' page at /nodes/, which stops and starts nodes, to show it.
 //
 //	go run ./examples/cluster                 # http://127.0.0.1:8081/, :8082/ and :8083/
 //	go run ./examples/cluster -data ./cluster-data -addrs 127.0.0.1:9001,127.0.0.1:9002,127.0.0.1:9003

@@ -76,6 +76,7 @@ type config struct {
 	sessionKey    []byte
 	accounts      *Accounts
 	closers       []io.Closer
+	handlers      map[string]http.Handler
 }
 
 type optFunc func(*config)
@@ -125,6 +126,17 @@ func SessionKey(key []byte) Option { return optFunc(func(c *config) { c.sessionK
 // WithAccounts makes the server sign users in against a, which the nodes
 // of a cluster share. Default: accounts of this server's own.
 func WithAccounts(a *Accounts) Option { return optFunc(func(c *config) { c.accounts = a }) }
+
+// Handle serves h at pattern (an http.ServeMux pattern) beside the chat:
+// examples/cluster serves its nodes' controls at /nodes/ this way.
+func Handle(pattern string, h http.Handler) Option {
+	return optFunc(func(c *config) {
+		if c.handlers == nil {
+			c.handlers = make(map[string]http.Handler)
+		}
+		c.handlers[pattern] = h
+	})
+}
 
 // CloseAfter makes Close and Shutdown close cs, in order, after the bridge:
 // the bus and what it stands on. New does not close them when it fails.
@@ -254,6 +266,9 @@ func New(b *bus.Bus, opts ...Option) (*Server, error) {
 		w.Write(favicon)
 	})
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok\n") })
+	for pattern, h := range cfg.handlers {
+		mux.Handle(pattern, h)
+	}
 	s.handler = mux
 	return s, nil
 }
