@@ -32,27 +32,53 @@
 //   - [github.com/courierbus/courier/observe]: a Prometheus collector and an
 //     admin page over the bridge.
 //
-// # A tour in twenty lines
+// # A tour
 //
-//	b, err := bus.New()                       // in memory; bus.WithStore(st) to persist
-//	if err != nil { return err }
-//	defer b.Close()
+// A bus in memory, a typed topic, a member in a room, a subscription of
+// the member's, a message to the room, and the bridge that lets browsers
+// in, on mux (this is the package's example, run by its tests):
 //
-//	type Msg struct{ From, Text string }
-//	chat, err := bus.NewTopic[Msg](b, "chat.lobby")
-//	if err != nil { return err }
+//	func tour(ctx context.Context, mux *http.ServeMux) error {
+//		b, err := bus.New() // in memory; bus.WithStore(st) to persist
+//		if err != nil {
+//			return err
+//		}
+//		defer b.Close() // runs last, after the bridge's Close
 //
-//	alice, _ := b.Member("alice")
-//	alice.Join(ctx, "lobby")
-//	chat.Subscribe(func(ctx context.Context, m bus.Message[Msg]) error {
-//		fmt.Println(m.Value.From, "says", m.Value.Text)
-//		return nil // acknowledged; an error would mean redelivery
-//	}, bus.Owner(alice))
+//		type Msg struct{ From, Text string }
+//		chat, err := bus.NewTopic[Msg](b, "chat.lobby")
+//		if err != nil {
+//			return err
+//		}
+//		alice, err := b.Member("alice")
+//		if err != nil {
+//			return err
+//		}
+//		if err := alice.Join(ctx, "lobby"); err != nil {
+//			return err
+//		}
+//		said := make(chan struct{})
+//		_, err = chat.Subscribe(func(ctx context.Context, m bus.Message[Msg]) error {
+//			fmt.Println(m.Value.From, "says", m.Value.Text)
+//			close(said)
+//			return nil // acknowledged; an error would mean redelivery
+//		}, bus.Owner(alice))
+//		if err != nil {
+//			return err
+//		}
+//		if _, err := chat.Publish(ctx, Msg{"bob", "hi"}, bus.To("lobby")); err != nil {
+//			return err
+//		}
+//		<-said
 //
-//	chat.Publish(ctx, Msg{"bob", "hi"}, bus.To("lobby"))
-//
-//	br, err := bridge.New(b, bridge.Expose("chat.>", bridge.Subscribe, bridge.Publish))
-//	mux.Handle("/bus/", br)                   // browsers: import "/bus/client.js"
+//		br, err := bridge.New(b, bridge.Expose("chat.>", bridge.Subscribe, bridge.Publish))
+//		if err != nil {
+//			return err
+//		}
+//		defer br.Close()
+//		mux.Handle("/bus/", br) // browsers: import "/bus/client.js"
+//		return nil
+//	}
 //
 // The delivery contract is docs/semantics.md; the wire protocol is
 // docs/protocol.md; measured costs are in docs/benchmarks.md.

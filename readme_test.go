@@ -175,3 +175,39 @@ func goCommand(t *testing.T) string {
 	}
 	return p
 }
+
+// TestDocTourIsExample checks that the tour in doc.go is the function tour
+// of example_test.go, which Example runs: the package doc shows code that
+// compiles and prints what it says.
+func TestDocTourIsExample(t *testing.T) {
+	ex, err := os.ReadFile("example_test.go")
+	if err != nil {
+		t.Fatal(err)
+	}
+	i := bytes.Index(ex, []byte("func tour("))
+	if i < 0 {
+		t.Fatal("example_test.go has no func tour")
+	}
+	want := string(ex[i:])
+	doc, err := os.ReadFile("doc.go")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got strings.Builder
+	in := false
+	for _, l := range strings.Split(string(doc), "\n") {
+		switch {
+		case strings.HasPrefix(l, "//\tfunc tour("):
+			in = true
+		case in && !strings.HasPrefix(l, "//\t") && l != "//":
+			in = false
+		}
+		if in {
+			code := strings.TrimPrefix(strings.TrimPrefix(l, "//"), "\t")
+			got.WriteString(code + "\n")
+		}
+	}
+	if g := strings.TrimRight(got.String(), "\n") + "\n"; g != want {
+		t.Errorf("doc.go's tour is not example_test.go's func tour:\n--- doc.go\n%s--- example_test.go\n%s", g, want)
+	}
+}
