@@ -23,7 +23,7 @@ import (
 func signInAs(t *testing.T, ts *testServer, name, pw string, header http.Header) (status int, answer, cookie string) {
 	t.Helper()
 	body, _ := json.Marshal(map[string]string{"name": name, "password": pw})
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second) // a hash takes seconds under -race
 	defer cancel()
 	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, ts.base+"/signin", bytes.NewReader(body))
 	req.Header.Set("Content-Type", "application/json")
@@ -211,5 +211,15 @@ func TestStolenResumeToken(t *testing.T) {
 	got = dialRaw(t, ts, alice).hello(token)
 	if got["op"] != "welcome" || got["session"] != session || got["resumed"] != true {
 		t.Errorf("the token with alice's cookie: %v, want her session %v resumed", got, session)
+	}
+}
+
+// TestDefaultHashCost: the chat as run, with the default cost, signs in
+// and checks passwords. (The other tests lower the cost.)
+func TestDefaultHashCost(t *testing.T) {
+	ts := startServer(t, config{memory: true, accounts: chatapp.NewAccounts()})
+	signIn(t, ts, "alice", password("alice"))
+	if status, answer, _ := signInAs(t, ts, "alice", "mallory's guess", nil); status != http.StatusUnauthorized {
+		t.Errorf("a wrong password at the default cost: %d %q, want 401", status, answer)
 	}
 }

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/courierbus/courier/bridge/client"
+	"github.com/courierbus/courier/examples/internal/chatapp"
 )
 
 // testServer is the chat served on 127.0.0.1 by serve, as run does.
@@ -24,8 +25,16 @@ type testServer struct {
 	stop func()
 }
 
+// testHashCost is the PBKDF2 cost of the tests' passwords: the default
+// takes seconds a hash under the race detector. TestDefaultHashCost signs
+// in at the default.
+const testHashCost = 1000
+
 func startServer(t *testing.T, cfg config) *testServer {
 	t.Helper()
+	if cfg.accounts == nil {
+		cfg.accounts = chatapp.NewAccounts(chatapp.HashCost(testHashCost))
+	}
 	s, err := newServer(cfg)
 	if err != nil {
 		t.Fatal(err)

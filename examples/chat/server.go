@@ -24,6 +24,9 @@ type config struct {
 	// adminPassword opens the admin page at /admin/ to the user "admin"
 	// with this password; "" leaves it closed.
 	adminPassword string
+	// accounts are the users who may sign in; nil: none yet, with
+	// passwords hashed at chatapp.DefaultHashCost.
+	accounts *chatapp.Accounts
 }
 
 // The chat's names (package chatapp).
@@ -52,6 +55,9 @@ func newServer(cfg config) (*chatapp.Server, error) {
 	commits := observe.NewCommits()
 	opts := []chatapp.Option{chatapp.WithLogger(log), chatapp.History(cfg.history),
 		chatapp.AdminPassword(cfg.adminPassword), chatapp.WithCommits(commits)}
+	if cfg.accounts != nil {
+		opts = append(opts, chatapp.WithAccounts(cfg.accounts))
+	}
 	var busOpts []bus.Option
 	var st *persist.Store
 	if !cfg.memory {

@@ -20,7 +20,9 @@ import (
 // stopped when the test ends.
 func startCluster(t *testing.T) *chatCluster {
 	t.Helper()
-	c, err := start(config{addrs: []string{"127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0"}, dataDir: t.TempDir()})
+	// A low PBKDF2 cost: the default takes seconds a hash under -race.
+	c, err := start(config{addrs: []string{"127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0"}, dataDir: t.TempDir(),
+		accounts: chatapp.NewAccounts(chatapp.HashCost(1000))})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -29,6 +29,9 @@ type config struct {
 	history int           // messages shown on joining a room
 	logger  *slog.Logger  // nil: discard
 	timeout time.Duration // http.Server read and write timeouts; 0: 30s
+	// accounts are the users who may sign in, on every node; nil: none
+	// yet, with passwords hashed at chatapp.DefaultHashCost.
+	accounts *chatapp.Accounts
 }
 
 // run starts the cluster, prints the nodes' URLs on out, and serves until
@@ -98,7 +101,10 @@ func start(cfg config) (_ *chatCluster, err error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	c := &chatCluster{cfg: cfg, dir: cfg.dataDir, exited: make(chan *chatNode, len(cfg.addrs)), log: log,
-		key: make([]byte, 32), accounts: chatapp.NewAccounts()}
+		key: make([]byte, 32), accounts: cfg.accounts}
+	if c.accounts == nil {
+		c.accounts = chatapp.NewAccounts()
+	}
 	rand.Read(c.key) // a secret of this run: sessions carry over between its nodes
 	if c.dir == "" {
 		if c.dir, err = os.MkdirTemp("", "courier-cluster-"); err != nil {

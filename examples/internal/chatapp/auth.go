@@ -49,6 +49,8 @@ var (
 // one account. The nodes of a cluster share one [Accounts]
 // ([WithAccounts]). It is safe for concurrent use.
 type Accounts struct {
+	iterations int // of PBKDF2 for new passwords
+
 	mu    sync.Mutex
 	users map[string]*account // by strings.ToLower(name)
 }
@@ -56,22 +58,47 @@ type Accounts struct {
 // MaxAccounts bounds the accounts an [Accounts] holds.
 const MaxAccounts = 10000
 
-// Passwords have 8 to 128 bytes; hashing one costs about a tenth of a
-// second of CPU, which makes guessing slow.
+// Passwords have 8 to 128 bytes.
 const (
 	minPassword = 8
 	maxPassword = 128
-	iterations  = 600_000 // OWASP's figure for PBKDF2-HMAC-SHA256
 )
 
+// DefaultHashCost is the number of PBKDF2-HMAC-SHA256 iterations a password
+// hash costs by default: OWASP's figure, about a quarter of a second of
+// CPU, which makes guessing slow.
+const DefaultHashCost = 600_000
+
 type account struct {
-	name string // as first signed in
-	salt []byte
-	hash []byte
+	name       string // as first signed in
+	salt       []byte
+	hash       []byte
+	iterations int
 }
 
+// AccountsOption configures [NewAccounts].
+type AccountsOption interface{ applyAccounts(*Accounts) }
+
+type hashCost int
+
+func (n hashCost) applyAccounts(a *Accounts) { a.iterations = int(n) }
+
+// HashCost sets the PBKDF2 iterations of the passwords set from now on
+// (those set before keep theirs). Default [DefaultHashCost]. Tests lower
+// it: the race detector makes hashing about fifteen times slower.
+func HashCost(iterations int) AccountsOption { return hashCost(iterations) }
+
 // NewAccounts returns an empty set of accounts.
-func NewAccounts() *Accounts { return &Accounts{users: make(map[string]*account)} }
+func NewAccounts(opts ...AccountsOption) *Accounts {
+	a := &Accounts{iterations: DefaultHashCost, users: make(map[string]*account)}
+	for _, o := range opts {
+		o.applyAccounts(a)
+	}
+	if a.iterations < 1 {
+		a.iterations = DefaultHashCost
+	}
+	return a
+}
 
 // SignIn checks name and password and returns the account's name (as
 // first signed in). A name without an account gets one, with this
@@ -98,7 +125,8 @@ func (a *Accounts) SignIn(name, password string) (string, error) {
 		// sign-in made it meanwhile.
 		salt := make([]byte, 16)
 		rand.Read(salt)
-		acc = &account{name: name, salt: salt, hash: hashPassword(password, salt)}
+		acc = &account{name: name, salt: salt, iterations: a.iterations}
+		acc.hash = hashPassword(password, salt, acc.iterations)
 		a.mu.Lock()
 		prev, full := a.users[key], len(a.users) >= MaxAccounts
 		if prev == nil && !full {
@@ -113,13 +141,13 @@ func (a *Accounts) SignIn(name, password string) (string, error) {
 		}
 		acc = prev
 	}
-	if subtle.ConstantTimeCompare(hashPassword(password, acc.salt), acc.hash) != 1 {
+	if subtle.ConstantTimeCompare(hashPassword(password, acc.salt, acc.iterations), acc.hash) != 1 {
 		return "", ErrWrongPassword
 	}
 	return acc.name, nil
 }
 
-func hashPassword(password string, salt []byte) []byte {
+func hashPassword(password string, salt []byte, iterations int) []byte {
 	h, err := pbkdf2.Key(sha256.New, password, salt, iterations, 32)
 	if err != nil {
 		panic(err) // only for a key length out of range: 32 is not
