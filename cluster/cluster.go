@@ -856,6 +856,19 @@ func (n *Node) Read(ctx context.Context, topic string, from uint64, limit int, b
 // to buf. It returns how many it read and the stream sequence after the
 // last one.
 func (n *Node) getBatch(ctx context.Context, subject string, from uint64, k int, buf *[]bus.Record) (int, uint64, error) {
+	return n.directBatch(ctx, subject, from, k, func(_ uint64, m *nats.Msg) error {
+		var r bus.Record
+		if err := decode(m.Header, m.Data, &r); err != nil {
+			return err
+		}
+		*buf = append(*buf, r)
+		return nil
+	})
+}
+
+// directBatch is getBatch handing each message, with its stream sequence,
+// to each.
+func (n *Node) directBatch(ctx context.Context, subject string, from uint64, k int, each func(seq uint64, m *nats.Msg) error) (int, uint64, error) {
 	req, _ := json.Marshal(struct {
 		Seq   uint64 `json:"seq"`
 		Next  string `json:"next_by_subj"`
@@ -889,11 +902,9 @@ func (n *Node) getBatch(ctx context.Context, subject string, from uint64, k int,
 		if err != nil {
 			return got, next, fmt.Errorf("cluster: direct get: bad Nats-Sequence: %v", err)
 		}
-		var r bus.Record
-		if err := decode(m.Header, m.Data, &r); err != nil {
+		if err := each(seq, m); err != nil {
 			return got, next, err
 		}
-		*buf = append(*buf, r)
 		got++
 		next = seq + 1
 	}

@@ -346,6 +346,27 @@ func (n *Node) stored(ctx context.Context, subject string, after uint64, end top
 	if end.commit == id {
 		return end.seq - uint64(k) + 1, end.epoch, true, nil
 	}
+	// One batched read from a replica first; the leader's, a message at a
+	// time, only when that replica had not yet reached end.
+	var found *nats.Msg
+	reached := false
+	_, _, err = n.directBatch(ctx, subject, after+1, maxBatch, func(seq uint64, m *nats.Msg) error {
+		if m.Header.Get(hCommit) == id && found == nil {
+			found = m
+		}
+		reached = reached || seq >= end.stream
+		return nil
+	})
+	if err == nil && (found != nil || reached) {
+		if found == nil {
+			return 0, 0, false, nil
+		}
+		var r bus.Record
+		if err := decode(found.Header, nil, &r); err != nil {
+			return 0, 0, false, err
+		}
+		return r.Seq, n.epochOf(found.Header), true, nil
+	}
 	for at := after + 1; at < end.stream; {
 		m, err := n.leaderGet(ctx, map[string]any{"seq": at, "next_by_subj": subject})
 		if err != nil || m == nil || m.Seq >= end.stream {
