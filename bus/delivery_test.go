@@ -489,3 +489,29 @@ func TestInvalidSubscribeOptions(t *testing.T) {
 		t.Fatalf("bad pattern: %v, want ErrInvalidTopic", err)
 	}
 }
+
+// TestPublishKeepsValueNotCopy holds what Publish documents: the bus keeps
+// the value it was given, so a []byte buffer is shared with the history
+// and with subscribers, and reusing it changes what they get.
+func TestPublishKeepsValueNotCopy(t *testing.T) {
+	b := newBus(t)
+	tp := newTopic[[]byte](t, b, "bytes")
+	got := make(chan []byte, 1)
+	tp.Subscribe(func(_ context.Context, m bus.Message[[]byte]) error {
+		got <- m.Value
+		return nil
+	})
+	buf := []byte("one")
+	publish(t, tp, buf)
+	if v := recv(t, got); &v[0] != &buf[0] {
+		t.Fatalf("subscriber got a copy of the published slice, want the slice itself")
+	}
+	copy(buf, "two") // the caller reuses its buffer, as Publish says not to
+	msgs, err := tp.Read(context.Background(), 1, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v := string(msgs[0].Value); v != "two" {
+		t.Fatalf("Read after the buffer was reused: got %q, want %q (the value is kept, not copied)", v, "two")
+	}
+}

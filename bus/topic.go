@@ -113,6 +113,12 @@ func (t *Topic[T]) Epoch() uint64 { return t.ts.epoch.Load() }
 // returns 0. With a [Broker], a publish made from a handler of this bus
 // returns once the broker has stored the message, without waiting for it
 // to be queued here.
+//
+// The bus keeps v itself, not a copy: the history, [Topic.Read] and every
+// in-process subscriber get the same value. A value that holds references
+// (a []byte or other slice, a map, a pointer) therefore shares its memory
+// with them: do not change it after Publish, and publish a copy of a buffer
+// that is reused.
 func (t *Topic[T]) Publish(ctx context.Context, v T, opts ...PublishOption) (uint64, error) {
 	if t.b.closed() {
 		return 0, ErrClosed
