@@ -69,13 +69,15 @@ func splitN(n, pubs, p int) int {
 // The metrics that matter are msgs/s (delivered messages per second, wall
 // time) and cpu-ns/msg (process CPU time per delivered message).
 func BenchmarkDelivery(b *testing.B) {
-	amo := impl{"at-most-once", []bus.SubscribeOption{bus.Volatile(), bus.OnFull(bus.Block)}, []bus.PublishOption{bus.Volatile()}}
-	alo := impl{"at-least-once", nil, nil}
+	amo := impl{"at-most-once", []bus.SubscribeOption{bus.Volatile(), bus.OnFull(bus.Block)}, []bus.PublishOption{bus.Volatile()}, false}
+	alo := impl{"at-least-once", nil, nil, false}
+	manual := impl{"manual-ack", []bus.SubscribeOption{bus.ManualAck()}, nil, true}
 	for _, sh := range shapes {
 		b.Run("shape="+sh.name, func(b *testing.B) {
 			b.Run("impl=chan", func(b *testing.B) { benchChannels(b, sh) })
 			b.Run("impl="+amo.name, func(b *testing.B) { benchBus(b, sh, amo) })
 			b.Run("impl="+alo.name, func(b *testing.B) { benchBus(b, sh, alo) })
+			b.Run("impl="+manual.name, func(b *testing.B) { benchBus(b, sh, manual) })
 		})
 	}
 }
@@ -89,6 +91,7 @@ type impl struct {
 	name    string
 	subOpts []bus.SubscribeOption
 	pubOpts []bus.PublishOption
+	ack     bool // the handler acknowledges with Message.Ack (ManualAck)
 }
 
 func benchChannels(b *testing.B, sh shape) {
@@ -144,6 +147,9 @@ func benchBus(b *testing.B, sh shape, im impl) {
 	for range sh.sub {
 		count := 0
 		if _, err := tp.Subscribe(func(_ context.Context, m bus.Message[event]) error {
+			if im.ack {
+				m.Ack()
+			}
 			if count++; count == b.N {
 				recv.Done()
 			}
