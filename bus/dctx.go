@@ -2,166 +2,259 @@ package bus
 
 import (
 	"context"
+	"fmt"
 	"sync"
 	"sync/atomic"
 	"time"
 )
 
-// dctx is a worker's handler context, reused from one delivery to the next
-// so that a delivery costs no allocation, no lock, no timer operation and no
-// clock reading: it carries the subscription's values, ends when the
-// subscription ends, and has the AckWait deadline of the current delivery.
+// delivery is one delivery attempt of a message to a handler: the handler's
+// context and, under ManualAck, the message's settlement.
 //
-// One timer per worker is armed lazily for AckWait. When it fires and a
-// delivery began after it was armed, it is re-armed for another AckWait;
-// when the same delivery is still running, that delivery is late. A
-// delivery's end is not recorded (it would cost a fenced store per
-// message): a timer that fires after the last delivery of a busy spell
-// marks the idle context failed, and the next delivery starts afresh.
-// A handler that never looks at its deadline therefore times out between
-// AckWait and twice AckWait after it began. A handler that asks for the
-// deadline (Deadline, Done or Err) fixes it at AckWait from that moment,
-// and the timer keeps to it. A handler must not use the context after it
-// returns.
-type dctx struct {
-	context.Context // the subscription's context
-	b               *Bus
-	wait            time.Duration
+// Each delivery has its own, so a handler may keep its context, pass it on
+// and select on it after it returned: it ends when the handler returns
+// (Err is context.Canceled), when its deadline, AckWait from the start of
+// the delivery, passes (context.DeadlineExceeded), or when the
+// subscription ends. Deliveries come from a slab per worker, so that the
+// common path costs no allocation of its own (one per deliverySlab
+// deliveries), no lock, no channel and no timer operation: one timer per
+// worker, armed when a delivery begins while it is idle, serves every
+// deadline. When it fires it ends the current delivery if that is past its
+// deadline, or is re-armed for what is left of it; it stays idle when the
+// worker is. A context or a Message kept after the handler returned keeps
+// its slab (a few KiB) alive.
+type delivery struct {
+	w     *dworker
+	start int64         // bus time the delivery began (see Bus.now)
+	state atomic.Uint32 // dRunning, then how it ended
 
-	local    uint64        // the current delivery's number, the worker's copy
-	gen      atomic.Uint64 // the current delivery's number
-	armed    atomic.Bool   // the timer is pending
-	failed   atomic.Bool   // err is set
-	start    atomic.Int64  // bus time from which startGen's deadline runs
-	startGen atomic.Uint64 // the delivery whose start is recorded
+	hasDone atomic.Bool // done was made: whoever ends the delivery closes it
+	mu      sync.Mutex  // guards done and closed
+	done    chan struct{}
+	closed  bool
 
-	mu     sync.Mutex
-	armGen uint64 // the delivery running when the timer was armed
-	done   chan struct{}
-	err    error
-	timer  *time.Timer
-	stop   func() bool
+	// ManualAck: settled once, by the first of Ack, Nack, Term, a failed
+	// attempt or the AckWait timeout.
+	claim   atomic.Bool   // the settlement is taken
+	kind    atomic.Uint32 // its outcomeKind, stored once delay is written
+	delay   time.Duration
+	touched atomic.Int64 // bus time of the last InProgress, 0 if none
 }
 
-func newDctx(b *Bus, parent context.Context, wait time.Duration) *dctx {
-	c := &dctx{Context: parent, b: b, wait: wait}
-	c.timer = time.AfterFunc(time.Hour, c.expire)
-	c.timer.Stop()
-	c.stop = context.AfterFunc(parent, func() { c.fail(parent.Err()) })
-	return c
+const (
+	dRunning   uint32 = iota
+	dReturned         // the handler returned
+	dExpired          // the deadline passed first
+	dCancelled        // the subscription ended first
+)
+
+// deliverySlab bounds how many deliveries one allocation makes; the first
+// slabs of a worker are smaller, so an idle subscription costs little.
+const deliverySlab = 256
+
+// dworker is what the deliveries of one worker share.
+type dworker struct {
+	b      *Bus
+	parent context.Context // the subscription's context
+	wait   time.Duration
+
+	slab  []delivery
+	slabN int
+
+	cur       atomic.Pointer[delivery] // the latest delivery
+	cancelled atomic.Bool              // parent ended
+	stop      func() bool
+
+	mu    sync.Mutex // guards arming timer
+	armed bool
+	timer *time.Timer
+
+	// ManualAck: a settlement made after the handler returned wakes the
+	// worker; the ack timer bounds its wait.
+	wake     chan struct{}
+	ackTimer *time.Timer
 }
 
-// begin starts a delivery.
-func (c *dctx) begin() {
-	if c.failed.Load() {
-		c.mu.Lock()
-		if c.Context.Err() == nil {
-			c.err, c.done = nil, nil // the last delivery timed out: start afresh
-			c.failed.Store(false)
+func newDworker(b *Bus, parent context.Context, wait time.Duration, manual bool) *dworker {
+	w := &dworker{b: b, parent: parent, wait: wait}
+	w.timer = time.AfterFunc(time.Hour, w.expire)
+	w.timer.Stop()
+	w.stop = context.AfterFunc(parent, func() {
+		w.cancelled.Store(true)
+		if d := w.cur.Load(); d != nil {
+			d.end(dCancelled)
 		}
-		c.mu.Unlock()
+	})
+	if manual {
+		w.wake = make(chan struct{}, 1)
 	}
-	c.local++
-	g := c.local
-	c.gen.Store(g)
-	if !c.armed.Load() {
-		c.mu.Lock()
-		if !c.armed.Load() {
-			c.armed.Store(true)
-			c.armGen = g
-			c.timer.Reset(c.wait)
-		}
-		c.mu.Unlock()
+	return w
+}
+
+// close releases the worker's timers for good.
+func (w *dworker) close() {
+	w.stop()
+	w.timer.Stop()
+	if w.ackTimer != nil {
+		w.ackTimer.Stop()
 	}
 }
 
-// close releases the context for good.
-func (c *dctx) close() {
-	c.timer.Stop()
-	c.stop()
+// begin starts a delivery and returns it.
+func (w *dworker) begin() *delivery {
+	if len(w.slab) == 0 {
+		w.slabN = min(max(2*w.slabN, 8), deliverySlab)
+		w.slab = make([]delivery, w.slabN)
+	}
+	d := &w.slab[0]
+	w.slab = w.slab[1:]
+	d.w = w
+	d.start = w.b.now()
+	w.cur.Store(d)
+	if w.cancelled.Load() {
+		d.end(dCancelled)
+	}
+	w.mu.Lock()
+	if !w.armed {
+		w.armed = true
+		w.timer.Reset(w.wait)
+	}
+	w.mu.Unlock()
+	return d
 }
 
-func (c *dctx) expire() {
-	c.mu.Lock()
-	c.armed.Store(false)
-	g := c.gen.Load()
-	var next time.Duration
-	switch {
-	case c.startGen.Load() == g:
-		next = time.Duration(c.start.Load() + int64(c.wait) - c.b.now())
-	case g != c.armGen:
-		next = c.wait // began within the last interval: give it a full one
+// expire is the worker's deadline timer.
+func (w *dworker) expire() {
+	w.mu.Lock()
+	w.armed = false
+	d := w.cur.Load()
+	if d == nil || d.state.Load() != dRunning {
+		w.mu.Unlock()
+		return // idle: the next delivery arms the timer again
 	}
-	if next > 0 {
-		c.armed.Store(true)
-		c.armGen = g
-		c.timer.Reset(next)
-		c.mu.Unlock()
+	if left := time.Duration(d.start + int64(w.wait) - int64(time.Since(w.b.base))); left > 0 {
+		w.armed = true
+		w.timer.Reset(left)
+		w.mu.Unlock()
 		return
 	}
-	c.mu.Unlock()
-	c.fail(context.DeadlineExceeded)
+	w.mu.Unlock()
+	d.end(dExpired)
 }
 
-func (c *dctx) fail(err error) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.err != nil {
-		return
-	}
-	c.err = err
-	c.failed.Store(true)
-	if c.done != nil {
-		close(c.done)
-	}
-}
-
-// late reports whether the current delivery ran past its deadline: the
-// timer found it still running a full AckWait after it was armed, or after
-// the deadline its handler asked for.
-func (c *dctx) late() bool {
-	if !c.failed.Load() {
+// finish ends the delivery as its handler returns and reports whether the
+// deadline had passed first.
+func (d *delivery) finish() (late bool) {
+	if d.end(dReturned) {
 		return false
 	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.err == context.DeadlineExceeded
+	return d.state.Load() == dExpired
 }
 
-// fix records the current delivery's start, the first time its handler
-// looks at the deadline.
-func (c *dctx) fix() int64 {
-	g := c.gen.Load()
-	if c.startGen.Load() != g {
-		c.start.Store(c.b.now())
-		c.startGen.Store(g)
+// end ends the delivery with state st unless it has ended already.
+func (d *delivery) end(st uint32) bool {
+	if !d.state.CompareAndSwap(dRunning, st) {
+		return false
 	}
-	return c.start.Load()
+	if d.hasDone.Load() {
+		d.mu.Lock()
+		if !d.closed {
+			d.closed = true
+			close(d.done)
+		}
+		d.mu.Unlock()
+	}
+	return true
 }
 
-func (c *dctx) Deadline() (time.Time, bool) {
-	return c.b.wall(c.fix() + int64(c.wait)), true
+// Deadline is AckWait from the start of the delivery.
+func (d *delivery) Deadline() (time.Time, bool) {
+	return d.w.b.wall(d.start + int64(d.w.wait)), true
 }
 
-func (c *dctx) Done() <-chan struct{} {
-	c.fix()
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.done == nil {
-		c.done = make(chan struct{})
-		if c.err != nil {
-			close(c.done)
+func (d *delivery) Done() <-chan struct{} {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.done == nil {
+		d.done = make(chan struct{})
+		d.hasDone.Store(true)
+		if d.state.Load() != dRunning {
+			d.closed = true
+			close(d.done)
 		}
 	}
-	return c.done
+	return d.done
 }
 
-func (c *dctx) Err() error {
-	c.fix()
-	if !c.failed.Load() {
+func (d *delivery) Err() error {
+	switch d.state.Load() {
+	case dRunning:
 		return nil
+	case dExpired:
+		return context.DeadlineExceeded
+	case dCancelled:
+		if err := d.w.parent.Err(); err != nil {
+			return err
+		}
 	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.err
+	return context.Canceled
+}
+
+func (d *delivery) Value(key any) any { return d.w.parent.Value(key) }
+
+func (d *delivery) String() string { return "bus.deliveryContext" }
+
+// settle records the outcome of a ManualAck delivery; the first one counts.
+func (d *delivery) settle(o outcome) error {
+	if d == nil {
+		return ErrNotManual
+	}
+	if !d.claim.CompareAndSwap(false, true) {
+		return ErrAlreadyAcked
+	}
+	d.delay = o.delay
+	d.kind.Store(uint32(o.kind))
+	select {
+	case d.w.wake <- struct{}{}:
+	default:
+	}
+	return nil
+}
+
+// touch restarts the AckWait clock of a ManualAck delivery.
+func (d *delivery) touch() error {
+	if d == nil {
+		return ErrNotManual
+	}
+	d.touched.Store(d.w.b.now())
+	return nil
+}
+
+// awaitSettle waits for a ManualAck delivery whose handler returned nil to
+// be settled: within AckWait of its start or of its last InProgress.
+func (w *dworker) awaitSettle(d *delivery) outcome {
+	for {
+		if k := d.kind.Load(); k != 0 {
+			return outcome{kind: outcomeKind(k), delay: d.delay}
+		}
+		left := time.Duration(max(d.start, d.touched.Load()) + int64(w.wait) - int64(time.Since(w.b.base)))
+		if left <= 0 {
+			if d.settle(outcome{}) == nil {
+				return outcome{kind: outFail, err: fmt.Errorf("bus: not acknowledged within %v", w.wait)}
+			}
+			continue // settled meanwhile
+		}
+		if w.ackTimer == nil {
+			w.ackTimer = time.NewTimer(left)
+		} else {
+			w.ackTimer.Reset(left)
+		}
+		select {
+		case <-w.wake: // maybe an earlier delivery's: the loop checks
+		case <-w.ackTimer.C:
+		case <-w.parent.Done():
+			d.settle(outcome{})
+			return outcome{kind: outFail, err: w.parent.Err()}
+		}
+	}
 }

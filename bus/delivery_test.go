@@ -303,27 +303,103 @@ func TestAutoAckMessageRefusesManualCalls(t *testing.T) {
 	}
 }
 
+// TestHandlerContextHasAckWaitDeadline: a delivery's context has the
+// deadline AckWait from the start of the delivery, whenever the handler
+// first looks at it, and a handler that runs past it fails that attempt,
+// even when the delivery before it ended just before.
 func TestHandlerContextHasAckWaitDeadline(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		b := newBus(t)
 		tp := newTopic[int](t, b, "dl")
-		var waited time.Duration
-		var attempts int
+		type look struct {
+			value, attempt int
+			deadline       time.Duration // from the handler's start
+			waited         time.Duration // until Done was closed
+			err            error
+		}
+		looks := make(chan look, 10)
 		tp.Subscribe(func(ctx context.Context, m bus.Message[int]) error {
-			attempts++
-			if m.Attempt() > 1 {
-				return nil
-			}
 			start := time.Now()
-			<-ctx.Done()
-			waited = time.Since(start)
-			return ctx.Err()
-		}, bus.AckWait(3*time.Second))
+			switch {
+			case m.Value == 1:
+				time.Sleep(2 * time.Second) // looks late, then takes 3s more
+				dl, _ := ctx.Deadline()
+				<-ctx.Done()
+				looks <- look{1, m.Attempt(), dl.Sub(start), time.Since(start), ctx.Err()}
+				return nil
+			case m.Value == 2 && m.Attempt() == 1:
+				time.Sleep(2 * time.Second) // ends 2s into 3's AckWait
+			case m.Value == 3 && m.Attempt() == 1:
+				time.Sleep(3*time.Second + time.Millisecond) // past its AckWait, never looking
+			}
+			looks <- look{value: m.Value, attempt: m.Attempt()}
+			return nil
+		}, bus.AckWait(3*time.Second), bus.Backoff(func(int) time.Duration { return time.Second }))
 		publish(t, tp, 1)
+		publish(t, tp, 2)
+		publish(t, tp, 3)
 		time.Sleep(time.Minute)
 		synctest.Wait()
-		if waited != 3*time.Second || attempts != 2 {
-			t.Fatalf("handler context ended after %v with %d attempts, want 3s and 2", waited, attempts)
+		close(looks)
+		var got []look
+		for l := range looks {
+			got = append(got, l)
+		}
+		want := []look{
+			{1, 1, 3 * time.Second, 3 * time.Second, context.DeadlineExceeded},
+			{1, 2, 3 * time.Second, 3 * time.Second, context.DeadlineExceeded},
+			{1, 3, 3 * time.Second, 3 * time.Second, context.DeadlineExceeded},
+			{1, 4, 3 * time.Second, 3 * time.Second, context.DeadlineExceeded},
+			{1, 5, 3 * time.Second, 3 * time.Second, context.DeadlineExceeded},
+			{value: 2, attempt: 1},
+			{value: 3, attempt: 1},
+			{value: 3, attempt: 2},
+		}
+		if fmt.Sprint(got) != fmt.Sprint(want) {
+			t.Fatalf("deliveries:\n got %v\nwant %v", got, want)
+		}
+	})
+}
+
+// TestHandlerContextIsPerDelivery: each delivery gets a context of its
+// own, which a handler may keep: it ends (context.Canceled) when the
+// handler returns, and ending it does not touch the next delivery's.
+func TestHandlerContextIsPerDelivery(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		b := newBus(t)
+		tp := newTopic[int](t, b, "keep")
+		var kept []context.Context
+		var during []error
+		tp.Subscribe(func(ctx context.Context, m bus.Message[int]) error {
+			kept = append(kept, ctx)
+			during = append(during, ctx.Err())
+			return nil
+		}, bus.AckWait(time.Hour))
+		for i := range 3 {
+			publish(t, tp, i)
+		}
+		synctest.Wait()
+		if len(kept) != 3 {
+			t.Fatalf("%d deliveries, want 3", len(kept))
+		}
+		if kept[0] == kept[1] || kept[1] == kept[2] {
+			t.Fatalf("deliveries share a context")
+		}
+		for i, ctx := range kept {
+			if during[i] != nil {
+				t.Errorf("delivery %d: Err while the handler ran: %v, want nil", i, during[i])
+			}
+			select {
+			case <-ctx.Done():
+			default:
+				t.Errorf("delivery %d: Done not closed after the handler returned", i)
+			}
+			if err := ctx.Err(); err != context.Canceled {
+				t.Errorf("delivery %d: Err after the handler returned: %v, want context.Canceled", i, err)
+			}
+			if ctx.Value(struct{}{}) != nil {
+				t.Errorf("delivery %d: unexpected value", i)
+			}
 		}
 	})
 }

@@ -181,24 +181,9 @@ func (m Message[T]) Nack(delay time.Duration) error {
 func (m Message[T]) Term() error { return m.d.settle(outcome{kind: outTerm}) }
 
 // InProgress tells the bus the handler is still at work: the AckWait
-// deadline starts again. ManualAck subscriptions only.
-func (m Message[T]) InProgress() error {
-	if m.d == nil {
-		return ErrNotManual
-	}
-	select {
-	case m.d.touch <- struct{}{}:
-	default:
-	}
-	return nil
-}
-
-// delivery is a ManualAck message in flight.
-type delivery struct {
-	once  sync.Once
-	out   chan outcome // buffered 1
-	touch chan struct{}
-}
+// clock of the acknowledgement starts again (the handler's context keeps
+// its deadline). ManualAck subscriptions only.
+func (m Message[T]) InProgress() error { return m.d.touch() }
 
 type outcomeKind uint8
 
@@ -213,18 +198,6 @@ type outcome struct {
 	kind  outcomeKind
 	delay time.Duration
 	err   error
-}
-
-func (d *delivery) settle(o outcome) error {
-	if d == nil {
-		return ErrNotManual
-	}
-	err := ErrAlreadyAcked
-	d.once.Do(func() {
-		d.out <- o
-		err = nil
-	})
-	return err
 }
 
 // handlerKey marks a handler's context with its subscription, so that a

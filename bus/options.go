@@ -265,7 +265,12 @@ type ackWaitOpt struct{ d time.Duration }
 func (o ackWaitOpt) applySubscribe(c *subscribeConfig) { c.ackWait = o.d }
 
 // AckWait sets how long a delivery may stay unacknowledged before it is
-// redelivered. The handler's context ends at this deadline. Default 30s.
+// redelivered. Default 30s. Each delivery attempt's handler context has
+// the deadline AckWait from the start of the delivery and ends then, when
+// the handler returns, or when the subscription ends, whichever is first;
+// it is the delivery's own, so a handler may keep it and pass it on. A
+// [Volatile] subscription without [ManualAck] has no AckWait: its handlers
+// get the subscription's context, which ends when the subscription does.
 func AckWait(d time.Duration) SubscribeOption { return ackWaitOpt{d} }
 
 type maxDeliverOpt struct{ n int }

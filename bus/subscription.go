@@ -509,9 +509,9 @@ func (s *Subscription) load() {
 // work is one of the subscription's MaxInFlight goroutines.
 func (s *Subscription) work() {
 	fast := s.cfg.volatile && !s.cfg.manual // no deadline, no retry
-	var c *dctx
+	var c *dworker
 	if !fast {
-		c = newDctx(s.b, s.ctx, s.cfg.ackWait)
+		c = newDworker(s.b, s.ctx, s.cfg.ackWait, s.cfg.manual)
 	}
 	defer func() {
 		if c != nil {
@@ -535,7 +535,7 @@ func (s *Subscription) work() {
 
 // deliverBatch hands the batch to the handler in order and returns how
 // many it delivered; it stops early when the subscription ends.
-func (s *Subscription) deliverBatch(c *dctx, batch []*entry, fast bool) int {
+func (s *Subscription) deliverBatch(c *dworker, batch []*entry, fast bool) int {
 	n := 0
 	switch {
 	case fast:
@@ -585,9 +585,13 @@ func (s *Subscription) runFast(batch []*entry, i int) (next int) {
 // runSync is runFast for at-least-once handlers that acknowledge by
 // returning: a first attempt that succeeds costs one handler call and no
 // more; a failure or a panic goes on to the retries of process.
-func (s *Subscription) runSync(c *dctx, batch []*entry, i int) (next int) {
+func (s *Subscription) runSync(c *dworker, batch []*entry, i int) (next int) {
+	var d *delivery
 	defer func() {
 		if v := recover(); v != nil {
+			if d != nil {
+				d.finish() // the handler's context ends as it would on a return
+			}
 			e := batch[next]
 			s.logPanic(e, v)
 			next++
@@ -603,9 +607,9 @@ func (s *Subscription) runSync(c *dctx, batch []*entry, i int) (next int) {
 			s.process(c, e) // keeps the consumer's position
 			continue
 		}
-		c.begin()
-		err := s.deliver(c, e, 1, nil)
-		if err == nil && c.late() {
+		d = c.begin()
+		err := s.deliver(d, e, 1, nil)
+		if d.finish() && err == nil {
 			err = s.lateErr()
 		}
 		if err != nil {
@@ -620,7 +624,7 @@ func (s *Subscription) logPanic(e *entry, v any) {
 }
 
 // process delivers e until it is settled.
-func (s *Subscription) process(c *dctx, e *entry) {
+func (s *Subscription) process(c *dworker, e *entry) {
 	first := 1
 	if s.durable != nil && !s.markDelivered(e.seq) {
 		first = 2 // handed out before a restart or resubscribe
@@ -629,7 +633,7 @@ func (s *Subscription) process(c *dctx, e *entry) {
 }
 
 // attempts delivers e from attempt n on until it is settled.
-func (s *Subscription) attempts(c *dctx, e *entry, n int) {
+func (s *Subscription) attempts(c *dworker, e *entry, n int) {
 	for attempt := n; ; attempt++ {
 		o := s.invoke(c, e, attempt)
 		if attempt > 1 {
@@ -643,7 +647,7 @@ func (s *Subscription) attempts(c *dctx, e *entry, n int) {
 }
 
 // retry goes on after attempt n of e ended with o.
-func (s *Subscription) retry(c *dctx, e *entry, n int, o outcome) {
+func (s *Subscription) retry(c *dworker, e *entry, n int, o outcome) {
 	if s.again(e, n, o) {
 		s.attempts(c, e, n+1)
 	}
@@ -680,42 +684,27 @@ func (s *Subscription) again(e *entry, n int, o outcome) bool {
 }
 
 // invoke calls the handler once and waits for the outcome.
-func (s *Subscription) invoke(c *dctx, e *entry, attempt int) (o outcome) {
-	var d *delivery
+func (s *Subscription) invoke(c *dworker, e *entry, attempt int) (o outcome) {
+	d := c.begin()
+	var md *delivery // the Message's settlement: ManualAck only
 	if s.cfg.manual {
-		d = &delivery{out: make(chan outcome, 1), touch: make(chan struct{}, 1)}
+		md = d
 	}
-	c.begin()
-	err := s.call(c, e, attempt, d)
-	if err == nil && d == nil && c.late() {
+	err := s.call(d, e, attempt, md)
+	late := d.finish()
+	if err == nil && md == nil && late {
 		err = s.lateErr()
 	}
 	if err != nil {
-		if d != nil {
-			d.settle(outcome{kind: outFail, err: err})
+		if md != nil {
+			md.settle(outcome{kind: outFail})
 		}
 		return outcome{kind: outFail, err: err}
 	}
-	if d == nil {
+	if md == nil {
 		return outcome{kind: outAck}
 	}
-	t := time.NewTimer(s.cfg.ackWait)
-	defer t.Stop()
-	for {
-		select {
-		case o := <-d.out:
-			return o
-		case <-d.touch:
-			t.Reset(s.cfg.ackWait)
-		case <-t.C:
-			if d.settle(outcome{}) == nil {
-				return outcome{kind: outFail, err: fmt.Errorf("bus: not acknowledged within %v", s.cfg.ackWait)}
-			}
-			return <-d.out
-		case <-s.ctx.Done():
-			return outcome{kind: outFail, err: s.ctx.Err()}
-		}
-	}
+	return c.awaitSettle(md)
 }
 
 // lateErr is the outcome of a handler that returned nil after its
