@@ -306,10 +306,11 @@ func (ts *topicState) apply(e *entry, epoch uint64) {
 		ts.pubMu.Unlock()
 		return
 	}
+	var skipped uint64 // first seq skipped, logged once the lock is released
 	if e.seq != ts.last+1 {
 		// The broker promises no gaps; a topic made by this bus before the
 		// broker handed it anything starts where the log was then.
-		ts.b.log.Warn("bus: broker skipped sequence numbers", "topic", ts.name, "from", ts.last+1, "to", e.seq-1)
+		skipped = ts.last + 1
 		ts.hist.reset(e.seq)
 	}
 	ts.last = e.seq
@@ -330,6 +331,9 @@ func (ts *topicState) apply(e *entry, epoch uint64) {
 		ts.waiters = rest
 	}
 	ts.pubMu.Unlock()
+	if skipped != 0 {
+		ts.b.log.Warn("bus: broker skipped sequence numbers", "topic", ts.name, "from", skipped, "to", e.seq-1)
+	}
 	for _, w := range done {
 		close(w.done)
 	}
@@ -405,8 +409,10 @@ func (b *Bus) withRemote(room string, local []string) []string {
 // remoteServe offers a local endpoint to the other buses while it has
 // handlers.
 type remoteServe struct {
-	mu   sync.Mutex
-	stop func()
+	mu    sync.Mutex
+	busy  bool // serveRemote is talking to the broker
+	again bool // and should look again when done
+	stop  func()
 }
 
 // shareVolatile hands a volatile publish to the other buses.
@@ -479,8 +485,7 @@ func (f feed) Group(node, group, pattern string, joined bool) {
 // are ordered by name, and the message's number picks one. While the view
 // has none (this bus's own registration not back yet), the bus keeps it.
 func (b *Bus) ownsGroup(group, topic string, seq uint64) bool {
-	gb, ok := b.cfg.broker.(GroupBroker)
-	if !ok {
+	if _, ok := b.cfg.broker.(GroupBroker); !ok {
 		return true
 	}
 	v := &b.groups
@@ -496,7 +501,7 @@ func (b *Bus) ownsGroup(group, topic string, seq uint64) bool {
 		return true
 	}
 	slices.Sort(nodes)
-	return nodes[pick(topic, seq)%uint64(len(nodes))] == gb.Name()
+	return nodes[pick(topic, seq)%uint64(len(nodes))] == b.node
 }
 
 // pick hashes a message's topic and number (FNV-1a), the same on every bus.

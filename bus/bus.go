@@ -22,6 +22,7 @@ type Bus struct {
 	clockTimer *time.Timer  // marks clockLast stale
 	store      Store        // durable positions; topic logs too when persist is set
 	persist    bool
+	node       string // the broker's name for this bus (GroupBroker)
 
 	ctx       context.Context // ends at Close: parent of every handler context
 	cancel    context.CancelFunc
@@ -78,6 +79,9 @@ func New(opts ...Option) (*Bus, error) {
 	if b.log == nil {
 		b.log = slog.New(slog.DiscardHandler)
 	}
+	if gb, ok := cfg.broker.(GroupBroker); ok {
+		b.node = gb.Name() // read once: ownsGroup runs under a topic's lock
+	}
 	if cfg.broker != nil {
 		b.store, b.persist = cfg.broker, true
 		b.remote = make(map[string]map[string]struct{})
@@ -124,13 +128,8 @@ func (b *Bus) Close() error {
 		eps := b.endpoints
 		b.endpoints = map[string]*endpointSet{}
 		b.mu.Unlock()
-		for _, set := range eps {
-			set.remote.mu.Lock()
-			if set.remote.stop != nil {
-				set.remote.stop()
-				set.remote.stop = nil
-			}
-			set.remote.mu.Unlock()
+		for name, set := range eps {
+			b.serveRemote(name, set) // the bus is closing: withdraws it
 			for _, h := range set.list() {
 				h.stop()
 			}
@@ -314,6 +313,16 @@ func (b *Bus) openTopic(ctx context.Context, name string, cfg topicConfig, fed, 
 	} else {
 		st.Epoch = newEpoch()
 	}
+	// The publisher ids of the de-duplication window are read before the
+	// bus's lock is taken: the topic is not in the bus yet, so nothing can
+	// publish to it meanwhile. A broker de-duplicates across buses itself.
+	var dd dedupeWindow
+	if persisted && b.cfg.dedupe > 0 && b.cfg.broker == nil {
+		var err error
+		if dd, err = b.loadDedupe(ctx, name, st.Last); err != nil {
+			return nil, err
+		}
+	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.closed() {
@@ -328,11 +337,8 @@ func (b *Bus) openTopic(ctx context.Context, name string, cfg topicConfig, fed, 
 		}
 	}
 	ts := newTopicState(b, name, cfg, st, persisted)
-	// A broker de-duplicates across buses itself.
-	if persisted && b.cfg.dedupe > 0 && b.cfg.broker == nil {
-		if err := ts.loadDedupe(ctx); err != nil {
-			return nil, err
-		}
+	if dd.ids != nil {
+		ts.dedupe, ts.dedupeQ = dd.ids, dd.queue
 	}
 	b.topics[name] = ts
 	return ts, nil

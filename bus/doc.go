@@ -90,5 +90,7 @@
 // its Concurrency; the bus owns them all. [Bus.Close] ends them and returns
 // once they have returned; [Bus.Shutdown] first lets queued deliveries
 // finish. Handlers may publish and subscribe; no user code ever runs under a
-// lock of the bus.
+// lock of the bus — handlers, codecs, [Store] and [Broker] implementations
+// and log handlers included: what the bus needs from a store it reads
+// first, then takes its lock and checks again.
 package bus

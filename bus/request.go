@@ -149,33 +149,60 @@ func remoteRequest[Resp any](ctx context.Context, rb RequestBroker, name string,
 	return resp, nil
 }
 
-// serveRemote offers the endpoint's local handlers to the other buses once
-// it has one, and withdraws them when it has none.
+// serveRemote offers the endpoint's local handlers to the other buses
+// while it has some and the bus is open, and withdraws them otherwise. The
+// broker is called with no lock held; calls for one endpoint never
+// overlap: one asked for while another runs is left to that one, which
+// looks again when it is done.
 func (b *Bus) serveRemote(name string, set *endpointSet) {
 	rb, ok := b.cfg.broker.(RequestBroker)
 	if !ok {
 		return
 	}
-	set.remote.mu.Lock()
-	defer set.remote.mu.Unlock()
-	n := len(set.list())
-	switch {
-	case n > 0 && set.remote.stop == nil && !b.closed():
-		stop, err := rb.Serve(name, func(ctx context.Context, data []byte) ([]byte, error) {
-			r, err := b.request(ctx, name, &request{raw: data})
+	r := &set.remote
+	r.mu.Lock()
+	if r.busy {
+		r.again = true
+		r.mu.Unlock()
+		return
+	}
+	r.busy = true
+	var errs []error
+	for {
+		r.again = false
+		want := len(set.list()) > 0 && !b.closed()
+		switch {
+		case want && r.stop == nil:
+			r.mu.Unlock()
+			stop, err := rb.Serve(name, func(ctx context.Context, data []byte) ([]byte, error) {
+				r, err := b.request(ctx, name, &request{raw: data})
+				if err != nil {
+					return nil, err
+				}
+				return r.rawResp, r.err
+			})
+			r.mu.Lock()
 			if err != nil {
-				return nil, err
+				errs = append(errs, err)
+			} else {
+				r.stop = stop
+				r.again = true // the bus may have closed meanwhile
 			}
-			return r.rawResp, r.err
-		})
-		if err != nil {
-			b.log.Error("bus: offer endpoint to the broker", "endpoint", name, "err", err)
-			return
+		case !want && r.stop != nil:
+			stop := r.stop
+			r.stop = nil
+			r.mu.Unlock()
+			stop()
+			r.mu.Lock()
 		}
-		set.remote.stop = stop
-	case n == 0 && set.remote.stop != nil:
-		set.remote.stop()
-		set.remote.stop = nil
+		if !r.again {
+			break
+		}
+	}
+	r.busy = false
+	r.mu.Unlock()
+	for _, err := range errs {
+		b.log.Error("bus: offer endpoint to the broker", "endpoint", name, "err", err)
 	}
 }
 

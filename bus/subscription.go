@@ -42,7 +42,8 @@ type Subscription struct {
 	ending    bool
 	endErr    error
 	durable   *durableState
-	saveMu    sync.Mutex
+	saving    bool // a save of the durable position is under way
+	saveAgain bool // and another was asked for meanwhile
 
 	stats subCounters
 }
@@ -95,7 +96,7 @@ func (b *Bus) subscribe(pattern string, ts *topicState, deliver func(context.Con
 	s := &Subscription{b: b, pattern: pattern, ts: ts, cfg: cfg, deliver: deliver, done: make(chan struct{})}
 	s.cond.L = &s.mu
 	s.ctx, s.cancel = context.WithCancel(context.WithValue(b.ctx, handlerKey{}, s))
-	if err := s.attach(); err != nil {
+	if err := s.attach(context.Background()); err != nil {
 		s.cancel()
 		return nil, err
 	}
@@ -109,22 +110,23 @@ func (b *Bus) subscribe(pattern string, ts *topicState, deliver func(context.Con
 }
 
 // attach decides where the subscription starts and registers it, so that
-// nothing published meanwhile is missed or seen twice.
-func (s *Subscription) attach() error {
+// nothing published meanwhile is missed or seen twice. The store is read
+// with no lock held: what the decision needs from it is loaded first, and
+// the decision is made, and the subscription registered, under the
+// topic's pubMu; a decision that finds it needs more from the store
+// releases the lock, loads it and decides again.
+func (s *Subscription) attach(ctx context.Context) error {
 	b, ts := s.b, s.ts
 	if ts != nil && s.cfg.start.kind == startAfter && s.cfg.durable == "" {
 		// Before taking the lock: it may ask the broker.
-		if err := ts.checkAhead(s.ctx, s.cfg.start.pos); err != nil {
+		if err := ts.checkAhead(ctx, s.cfg.start.pos); err != nil {
 			return err
 		}
 	}
-	if ts != nil {
-		ts.pubMu.Lock()
-		defer ts.pubMu.Unlock()
-	}
 	var ds *durableState
+	isNew := false
 	if s.cfg.durable != "" {
-		st, ok, err := b.store.Consumer(s.ctx, ts.name, s.cfg.durable)
+		st, ok, err := b.store.Consumer(ctx, ts.name, s.cfg.durable)
 		if err != nil {
 			return fmt.Errorf("bus: load durable %q on %q: %w", s.cfg.durable, ts.name, err)
 		}
@@ -132,30 +134,23 @@ func (s *Subscription) attach() error {
 		for _, q := range st.Acked {
 			ds.acked[q] = struct{}{}
 		}
-		if !ok {
-			// A new durable starts where its Start option says.
-			from, err := s.startSeq()
-			if err != nil {
-				return err
-			}
-			ds.floor = from - 1
-			ds.delivered = from - 1
-		}
+		isNew = !ok
 	}
-	var from uint64
-	if ts != nil {
-		var err error
-		if ds != nil {
-			from = ds.floor + 1
-			if err := s.covered(from); err != nil {
-				return err
-			}
-		} else if from, err = s.startSeq(); err != nil {
+	var sv storeView
+	for ts != nil {
+		ts.pubMu.Lock()
+		err := s.place(ds, isNew, &sv)
+		if err == nil {
+			defer ts.pubMu.Unlock()
+			break
+		}
+		ts.pubMu.Unlock()
+		if err != errNeedStore {
 			return err
 		}
-		s.liveStart = ts.last + 1
-		s.cursor = min(from, s.liveStart)
-		s.skipBelow = from
+		if err := sv.load(ctx, s); err != nil {
+			return err
+		}
 	}
 	s.durable = ds
 
@@ -186,26 +181,92 @@ func (s *Subscription) attach() error {
 	return nil
 }
 
+// errNeedStore tells attach that deciding needs what the store holds.
+var errNeedStore = errors.New("bus: the store must be read first")
+
+// storeView is what attach read from the store, outside any lock.
+type storeView struct {
+	want             uint8 // what place asked for: needFirst, needSeqAt
+	first, seqAt     uint64
+	hasFirst, hasSeq bool
+}
+
+const (
+	needFirst uint8 = 1 << iota
+	needSeqAt
+)
+
+// load reads what place asked for.
+func (v *storeView) load(ctx context.Context, s *Subscription) error {
+	ts := s.ts
+	if v.want&needFirst != 0 {
+		st, err := s.b.store.Topic(ctx, ts.name)
+		if err != nil {
+			return fmt.Errorf("bus: subscribe %q: %w", ts.name, err)
+		}
+		v.first, v.hasFirst = st.First, true
+	}
+	if v.want&needSeqAt != 0 {
+		seq, err := s.b.store.SeqAt(ctx, ts.name, s.cfg.start.t)
+		if err != nil {
+			return fmt.Errorf("bus: subscribe %q: %w", ts.name, err)
+		}
+		v.seqAt, v.hasSeq = seq, true
+	}
+	v.want = 0
+	return nil
+}
+
+// place decides where the subscription starts, from the topic's state and
+// what the store said; errNeedStore when it needs more of the latter.
+// Caller holds ts.pubMu.
+func (s *Subscription) place(ds *durableState, isNew bool, sv *storeView) error {
+	ts := s.ts
+	var from uint64
+	var err error
+	switch {
+	case ds != nil && isNew:
+		// A new durable starts where its Start option says.
+		if from, err = s.startSeq(sv); err != nil {
+			return err
+		}
+		ds.floor, ds.delivered = from-1, from-1
+	case ds != nil:
+		from = ds.floor + 1
+		if err := s.covered(from, sv); err != nil {
+			return err
+		}
+	default:
+		if from, err = s.startSeq(sv); err != nil {
+			return err
+		}
+	}
+	s.liveStart = ts.last + 1
+	s.cursor = min(from, s.liveStart)
+	s.skipBelow = from
+	return nil
+}
+
 // startSeq turns the Start option into the first sequence number wanted.
 // Caller holds ts.pubMu.
-func (s *Subscription) startSeq() (uint64, error) {
+func (s *Subscription) startSeq(sv *storeView) (uint64, error) {
 	ts, st := s.ts, s.cfg.start
 	switch st.kind {
 	case startFirst:
 		first, n := ts.hist.bounds()
 		if ts.persisted {
-			tst, err := s.b.store.Topic(s.ctx, ts.name)
-			if err != nil {
-				return 0, err
+			if !sv.hasFirst {
+				sv.want |= needFirst
+				return 0, errNeedStore
 			}
-			return max(tst.First, 1), nil
+			return max(sv.first, 1), nil
 		}
 		if n == 0 {
 			return ts.last + 1, nil
 		}
 		return first, nil
 	case startSeq:
-		return max(st.seq, 1), s.covered(max(st.seq, 1))
+		return max(st.seq, 1), s.covered(max(st.seq, 1), sv)
 	case startAfter:
 		if ep := ts.epoch.Load(); st.pos.Epoch != ep {
 			return 0, fmt.Errorf("%w: topic %q: epoch %d, history is epoch %d", ErrNotCovered, ts.name, st.pos.Epoch, ep)
@@ -215,10 +276,14 @@ func (s *Subscription) startSeq() (uint64, error) {
 		}
 		// A position past the last message (a node of a cluster that has
 		// not caught up yet) starts there: what comes until then is skipped.
-		return st.pos.Seq + 1, s.covered(st.pos.Seq + 1)
+		return st.pos.Seq + 1, s.covered(st.pos.Seq+1, sv)
 	case startTime:
 		if ts.persisted {
-			return s.b.store.SeqAt(s.ctx, ts.name, st.t)
+			if !sv.hasSeq {
+				sv.want |= needSeqAt
+				return 0, errNeedStore
+			}
+			return sv.seqAt, nil
 		}
 		return ts.hist.seqAt(s.b.at(st.t)), nil
 	}
@@ -227,7 +292,7 @@ func (s *Subscription) startSeq() (uint64, error) {
 
 // covered reports whether history still holds seq (or seq is in the
 // future). Caller holds ts.pubMu.
-func (s *Subscription) covered(seq uint64) error {
+func (s *Subscription) covered(seq uint64, sv *storeView) error {
 	ts := s.ts
 	if seq > ts.last {
 		return nil
@@ -237,11 +302,11 @@ func (s *Subscription) covered(seq uint64) error {
 		return nil
 	}
 	if ts.persisted {
-		tst, err := s.b.store.Topic(s.ctx, ts.name)
-		if err != nil {
-			return err
+		if !sv.hasFirst {
+			sv.want |= needFirst
+			return errNeedStore
 		}
-		if tst.First != 0 && seq >= tst.First {
+		if sv.first != 0 && seq >= sv.first {
 			return nil
 		}
 	}
@@ -313,6 +378,9 @@ func (s *Subscription) detach() {
 	if b.cfg.broker != nil {
 		b.shareGroup(s.cfg.group, s.pattern, false)
 	}
+	if errors.Is(s.Err(), ErrSlowConsumer) {
+		b.log.Warn("bus: slow subscription disconnected", "pattern", s.pattern, "queue", s.cfg.queueSize)
+	}
 	if s.cfg.onEnd != nil {
 		s.cfg.onEnd(s.Err())
 	}
@@ -379,8 +447,7 @@ func (s *Subscription) enqueue(e *entry, volatile bool) {
 			e.topic.stats.dropped.Add(1)
 		case s.cfg.policy == Disconnect:
 			s.mu.Unlock()
-			s.b.log.Warn("bus: slow subscription disconnected", "pattern", s.pattern, "queue", s.cfg.queueSize)
-			s.end(ErrSlowConsumer)
+			s.end(ErrSlowConsumer) // logged by detach, outside the publisher's locks
 			return
 		}
 		// Block: the publisher waited for room; a concurrent one may take
@@ -757,21 +824,41 @@ func (s *Subscription) settled(e *entry) {
 	s.saveDurable()
 }
 
-// saveDurable writes the durable consumer's position to the store.
-func (s *Subscription) saveDurable() {
+// saveDurable writes the durable consumer's position to the store. Saves
+// land in order and never overlap, with no lock held across the store: a
+// save asked for while another runs is left to that one, which saves
+// again, with the newest position, when it is done.
+func (s *Subscription) saveDurable() error {
 	ds := s.durable
-	s.saveMu.Lock() // saves land in the order their snapshots were taken
-	defer s.saveMu.Unlock()
 	s.mu.Lock()
-	st := ConsumerState{AckFloor: ds.floor, Delivered: ds.delivered}
-	for q := range ds.acked {
-		st.Acked = append(st.Acked, q)
+	if s.saving {
+		s.saveAgain = true
+		s.mu.Unlock()
+		return nil
 	}
+	s.saving = true
+	var last error
+	for {
+		s.saveAgain = false
+		st := ConsumerState{AckFloor: ds.floor, Delivered: ds.delivered}
+		for q := range ds.acked {
+			st.Acked = append(st.Acked, q)
+		}
+		s.mu.Unlock()
+		slices.Sort(st.Acked)
+		err := s.b.store.SaveConsumer(context.WithoutCancel(s.ctx), s.ts.name, s.cfg.durable, st)
+		if err != nil {
+			s.b.log.Error("bus: save durable position", "topic", s.ts.name, "durable", s.cfg.durable, "err", err)
+			last = fmt.Errorf("bus: save durable %q on %q: %w", s.cfg.durable, s.ts.name, err)
+		}
+		s.mu.Lock()
+		if !s.saveAgain {
+			break
+		}
+	}
+	s.saving = false
 	s.mu.Unlock()
-	slices.Sort(st.Acked)
-	if err := s.b.store.SaveConsumer(context.WithoutCancel(s.ctx), s.ts.name, s.cfg.durable, st); err != nil {
-		s.b.log.Error("bus: save durable position", "topic", s.ts.name, "durable", s.cfg.durable, "err", err)
-	}
+	return last
 }
 
 // DeadLetter is the value published to "$dead.<topic>" when a message has

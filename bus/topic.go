@@ -434,17 +434,24 @@ func (ts *topicState) expireDedupe(now time.Time) {
 	}
 }
 
-// loadDedupe rebuilds the publisher ids of the window from the store, so
-// de-duplication survives a restart.
-func (ts *topicState) loadDedupe(ctx context.Context) error {
-	since := time.Now().Add(-ts.b.cfg.dedupe)
-	from, err := ts.b.store.SeqAt(ctx, ts.name, since)
+// dedupeWindow is the publisher ids of a topic's de-duplication window.
+type dedupeWindow struct {
+	ids   map[string]*dedupeRec
+	queue []*dedupeRec
+}
+
+// loadDedupe reads the publisher ids of topic's window, up to seq last,
+// from the store, so that de-duplication survives a restart.
+func (b *Bus) loadDedupe(ctx context.Context, topic string, last uint64) (dedupeWindow, error) {
+	dd := dedupeWindow{ids: make(map[string]*dedupeRec)}
+	since := time.Now().Add(-b.cfg.dedupe)
+	from, err := b.store.SeqAt(ctx, topic, since)
 	if err != nil {
-		return fmt.Errorf("bus: open topic %q: %w", ts.name, err)
+		return dd, fmt.Errorf("bus: open topic %q: %w", topic, err)
 	}
 	var buf []Record
-	for from <= ts.last {
-		buf, err = ts.b.store.Read(ctx, ts.name, from, 512, buf[:0])
+	for from <= last {
+		buf, err = b.store.Read(ctx, topic, from, 512, buf[:0])
 		if err != nil || len(buf) == 0 {
 			break // trimmed meanwhile: nothing left to remember
 		}
@@ -452,13 +459,13 @@ func (ts *topicState) loadDedupe(ctx context.Context) error {
 			if r.PublisherID != "" {
 				d := &dedupeRec{id: r.PublisherID, seq: r.Seq, at: r.Time, done: make(chan struct{})}
 				close(d.done)
-				ts.dedupe[r.PublisherID] = d
-				ts.dedupeQ = append(ts.dedupeQ, d)
+				dd.ids[r.PublisherID] = d
+				dd.queue = append(dd.queue, d)
 			}
 		}
 		from = buf[len(buf)-1].Seq + 1
 	}
-	return nil
+	return dd, nil
 }
 
 // waitRoom waits until every Block subscription matching the topic has room
