@@ -65,8 +65,8 @@ type dworker struct {
 	cancelled atomic.Bool              // parent ended
 	stop      func() bool
 
-	mu    sync.Mutex // guards arming timer
-	armed bool
+	mu    sync.Mutex  // serializes arming timer
+	armed atomic.Bool // timer is pending: read without mu on the hot path
 	timer *time.Timer
 
 	// ManualAck: a settlement made after the handler returned wakes the
@@ -114,26 +114,28 @@ func (w *dworker) begin() *delivery {
 	if w.cancelled.Load() {
 		d.end(dCancelled)
 	}
-	w.mu.Lock()
-	if !w.armed {
-		w.armed = true
-		w.timer.Reset(w.wait)
+	if !w.armed.Load() {
+		w.mu.Lock()
+		if !w.armed.Load() {
+			w.armed.Store(true)
+			w.timer.Reset(w.wait)
+		}
+		w.mu.Unlock()
 	}
-	w.mu.Unlock()
 	return d
 }
 
 // expire is the worker's deadline timer.
 func (w *dworker) expire() {
 	w.mu.Lock()
-	w.armed = false
+	w.armed.Store(false)
 	d := w.cur.Load()
 	if d == nil || d.state.Load() != dRunning {
 		w.mu.Unlock()
 		return // idle: the next delivery arms the timer again
 	}
 	if left := time.Duration(d.start + int64(w.wait) - int64(time.Since(w.b.base))); left > 0 {
-		w.armed = true
+		w.armed.Store(true)
 		w.timer.Reset(left)
 		w.mu.Unlock()
 		return
