@@ -519,7 +519,8 @@ func pick(topic string, seq uint64) uint64 {
 
 // shareGroup tells the broker about this bus's first subscription in a
 // group on a pattern (joined) or its last one ending.
-func (b *Bus) shareGroup(group, pattern string, joined bool) {
+// ctx bounds the broker's call; without a deadline, 5 seconds do.
+func (b *Bus) shareGroup(ctx context.Context, group, pattern string, joined bool) {
 	gb, ok := b.cfg.broker.(GroupBroker)
 	if !ok || group == "" {
 		return
@@ -546,8 +547,11 @@ func (b *Bus) shareGroup(group, pattern string, joined bool) {
 	if !joined && b.closed() {
 		return // the broker forgets a closed bus's groups itself
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+	}
 	if err := gb.ShareGroup(ctx, group, pattern, joined); err != nil {
 		b.log.Error("bus: share queue group", "group", group, "pattern", pattern, "err", err)
 	}

@@ -2,6 +2,7 @@ package bus_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"testing"
@@ -211,4 +212,51 @@ func TestBlockedStoreHoldsUpNoOtherTopic(t *testing.T) {
 			t.Fatal(err)
 		}
 	})
+}
+
+// TestContextBoundsStoreCalls: Context bounds what NewTopic and Subscribe
+// ask of the store; when it ends first they return its error and leave
+// nothing behind, so the same call succeeds later.
+func TestContextBoundsStoreCalls(t *testing.T) {
+	g := newGate(t)
+	b := newBus(t, bus.WithStore(slowStore{bus.NewMemoryStore(), g}))
+	nop := func(context.Context, bus.Message[int]) error { return nil }
+
+	g.block("c", "Topic")
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		_, err := bus.NewTopic[int](b, "c", bus.Context(ctx))
+		done <- err
+	}()
+	recv(t, g.entered)
+	cancel()
+	if err := recv(t, done); !errors.Is(err, context.Canceled) {
+		t.Fatalf("NewTopic with a cancelled Context: %v, want context.Canceled", err)
+	}
+
+	a := newTopic[int](t, b, "a")
+	g.block("a", "Consumer")
+	ctx, cancel = context.WithCancel(context.Background())
+	go func() {
+		_, err := a.Subscribe(nop, bus.Durable("d"), bus.Context(ctx))
+		done <- err
+	}()
+	recv(t, g.entered)
+	cancel()
+	if err := recv(t, done); !errors.Is(err, context.Canceled) {
+		t.Fatalf("Subscribe with a cancelled Context: %v, want context.Canceled", err)
+	}
+
+	g.block("", "")
+	if _, err := bus.NewTopic[int](b, "c", bus.Context(context.Background())); err != nil {
+		t.Fatalf("NewTopic again: %v", err)
+	}
+	if _, err := a.Subscribe(nop, bus.Durable("d"), bus.Context(context.Background())); err != nil {
+		t.Fatalf("Subscribe again: %v (the cancelled one left the durable behind)", err)
+	}
+	var nilCtx context.Context
+	if _, err := a.Subscribe(nop, bus.Context(nilCtx)); !errors.Is(err, bus.ErrInvalidOption) {
+		t.Fatalf("Subscribe with a nil Context: %v, want ErrInvalidOption", err)
+	}
 }

@@ -1,6 +1,7 @@
 package bus
 
 import (
+	"context"
 	"fmt"
 	"log/slog"
 	"time"
@@ -47,6 +48,7 @@ type busConfig struct {
 }
 
 type topicConfig struct {
+	ctx        context.Context // of the NewTopic call, nil for Background
 	historyLen int
 	historyAge time.Duration
 	codec      Codec
@@ -100,6 +102,7 @@ func (p Policy) String() string {
 }
 
 type subscribeConfig struct {
+	ctx         context.Context // of the Subscribe call, nil for Background
 	volatile    bool
 	ackWait     time.Duration
 	maxDeliver  int
@@ -187,6 +190,48 @@ func (ephemeralOpt) applyTopic(c *topicConfig) { c.ephemeral = true }
 
 // Ephemeral keeps a topic's history in memory even when the bus has a Store.
 func Ephemeral() TopicOption { return ephemeralOpt{} }
+
+// CallOption is accepted by [NewTopic] and by Subscribe ([Topic.Subscribe],
+// [Bus.Subscribe]).
+type CallOption interface {
+	TopicOption
+	SubscribeOption
+}
+
+type ctxOpt struct{ ctx context.Context }
+
+func (o ctxOpt) applyTopic(c *topicConfig)         { c.ctx = o.ctx }
+func (o ctxOpt) applySubscribe(c *subscribeConfig) { c.ctx = o.ctx }
+
+// Context bounds the store and broker calls that NewTopic and Subscribe
+// may make: reading a persisted topic's state and its de-duplication
+// window, a durable consumer's position, where a start position falls in
+// the log, and registering a queue group with the broker. If ctx ends
+// first, the call returns an error wrapping ctx.Err() and has made no
+// topic and no subscription. It bounds only the call: a subscription's
+// deliveries and a topic's publishes do not use ctx. Default: no bound on
+// the store, and 5 seconds for the broker's queue-group registration.
+// ctx must not be nil ([ErrInvalidOption]).
+func Context(ctx context.Context) CallOption { return ctxOpt{ctx} }
+
+// callCtx returns the context of a call, Background when none was given.
+func callCtx(ctx context.Context) context.Context {
+	if ctx == nil {
+		return context.Background()
+	}
+	return ctx
+}
+
+// subscribeCtx finds the Context option among opts.
+func subscribeCtx(opts []SubscribeOption) context.Context {
+	var ctx context.Context
+	for _, o := range opts {
+		if c, ok := o.(ctxOpt); ok {
+			ctx = c.ctx
+		}
+	}
+	return callCtx(ctx)
+}
 
 // ---- publish and subscribe options
 

@@ -20,7 +20,7 @@ func (b *Bus) Subscribe(pattern string, h func(ctx context.Context, m Message[an
 	var ts *topicState
 	if !isPattern(pattern) {
 		var err error
-		if ts, err = b.topic(context.Background(), pattern, nil, nil); err != nil {
+		if ts, err = b.topic(subscribeCtx(opts), pattern, nil, nil); err != nil {
 			return nil, err
 		}
 	}

@@ -85,6 +85,8 @@ func (b *Bus) subscribe(pattern string, ts *topicState, deliver func(context.Con
 		return nil, fmt.Errorf("%w: durable names and start positions need an exact topic, not %q", ErrInvalidOption, pattern)
 	case cfg.durable != "" && cfg.volatile:
 		return nil, fmt.Errorf("%w: a durable consumer cannot be volatile", ErrInvalidOption)
+	case hasNilCtx(opts):
+		return nil, fmt.Errorf("%w: nil Context", ErrInvalidOption)
 	case cfg.owner != nil && cfg.owner.removed():
 		return nil, ErrMemberRemoved
 	}
@@ -96,7 +98,9 @@ func (b *Bus) subscribe(pattern string, ts *topicState, deliver func(context.Con
 	s := &Subscription{b: b, pattern: pattern, ts: ts, cfg: cfg, deliver: deliver, done: make(chan struct{})}
 	s.cond.L = &s.mu
 	s.ctx, s.cancel = context.WithCancel(context.WithValue(b.ctx, handlerKey{}, s))
-	if err := s.attach(context.Background()); err != nil {
+	ctx := callCtx(cfg.ctx)
+	cfg.ctx, s.cfg.ctx = nil, nil // the call's, not the subscription's
+	if err := s.attach(ctx); err != nil {
 		s.cancel()
 		return nil, err
 	}
@@ -104,7 +108,7 @@ func (b *Bus) subscribe(pattern string, ts *topicState, deliver func(context.Con
 		s.end(ErrMemberRemoved)
 	}
 	if b.cfg.broker != nil {
-		b.shareGroup(cfg.group, pattern, true)
+		b.shareGroup(ctx, cfg.group, pattern, true)
 	}
 	return s, nil
 }
@@ -179,6 +183,16 @@ func (s *Subscription) attach(ctx context.Context) error {
 		}()
 	}
 	return nil
+}
+
+// hasNilCtx reports whether opts hold Context(nil).
+func hasNilCtx(opts []SubscribeOption) bool {
+	for _, o := range opts {
+		if c, ok := o.(ctxOpt); ok && c.ctx == nil {
+			return true
+		}
+	}
+	return false
 }
 
 // errNeedStore tells attach that deciding needs what the store holds.
@@ -376,7 +390,7 @@ func (s *Subscription) detach() {
 		m.disown(s)
 	}
 	if b.cfg.broker != nil {
-		b.shareGroup(s.cfg.group, s.pattern, false)
+		b.shareGroup(context.Background(), s.cfg.group, s.pattern, false)
 	}
 	if errors.Is(s.Err(), ErrSlowConsumer) {
 		b.log.Warn("bus: slow subscription disconnected", "pattern", s.pattern, "queue", s.cfg.queueSize)

@@ -46,7 +46,9 @@ func (t *Topic[T]) entry(v T) *entry {
 // NewTopic binds name to T and returns the typed topic. Binding a name again
 // to the same T returns a topic for the same stream; binding it to another
 // type is [ErrTypeMismatch]. Options apply when the topic is first used.
-// Names starting with '$' belong to the bus ([ErrInvalidTopic]).
+// Names starting with '$' belong to the bus ([ErrInvalidTopic]). With a
+// [Store] or [Broker], making the topic reads its state there; [Context]
+// bounds that.
 func NewTopic[T any](b *Bus, name string, opts ...TopicOption) (*Topic[T], error) {
 	if err := ValidateTopic(name); err != nil {
 		return nil, err
@@ -65,6 +67,11 @@ func newTopic[T any](b *Bus, name string, opts []TopicOption) (*Topic[T], error)
 	for _, o := range opts {
 		o.applyTopic(&cfg)
 	}
+	for _, o := range opts {
+		if c, ok := o.(ctxOpt); ok && c.ctx == nil {
+			return nil, fmt.Errorf("%w: topic %q: nil Context", ErrInvalidOption, name)
+		}
+	}
 	if cfg.historyLen < 1 || cfg.historyAge < 0 || cfg.codec == nil {
 		return nil, fmt.Errorf("%w: topic %q: history length must be at least 1 and codec set", ErrInvalidOption, name)
 	}
@@ -81,7 +88,7 @@ func newTopic[T any](b *Bus, name string, opts []TopicOption) (*Topic[T], error)
 			return e, nil
 		},
 	}
-	ts, err := b.topic(context.Background(), name, &cfg, bind)
+	ts, err := b.topic(callCtx(cfg.ctx), name, &cfg, bind)
 	if err != nil {
 		return nil, err
 	}
@@ -135,7 +142,8 @@ func (t *Topic[T]) Publish(ctx context.Context, v T, opts ...PublishOption) (uin
 // options the delivery is at-least-once and ordered: h returning nil
 // acknowledges, an error or a panic means redelivery after a backoff, and
 // after MaxDeliver attempts the message goes to the dead-letter topic
-// "$dead.<topic>". See the SubscribeOption functions for the rest.
+// "$dead.<topic>". See the SubscribeOption functions for the rest;
+// [Context] bounds the store and broker calls Subscribe may make.
 func (t *Topic[T]) Subscribe(h func(ctx context.Context, m Message[T]) error, opts ...SubscribeOption) (*Subscription, error) {
 	deliver := func(ctx context.Context, e *entry, attempt int, d *delivery) error {
 		v, err := valueOf[T](e)
