@@ -26,10 +26,12 @@ type Bus struct {
 
 	ctx       context.Context // ends at Close: parent of every handler context
 	cancel    context.CancelFunc
-	wg        sync.WaitGroup
+	wg        owned // the bus's goroutines: subscription workers, request handlers
 	closing   atomic.Bool
 	appending atomic.Int64 // publishes to persisted topics under way
 	closeOnce sync.Once
+	errMu     sync.Mutex
+	closeErrs []error // met while closing, returned by the first Close
 	ownStore  *MemoryStore
 
 	mu        sync.RWMutex // guards topics, subs, trie, gen, durables, endpoints
@@ -73,6 +75,7 @@ func New(opts ...Option) (*Bus, error) {
 		rooms:     make(map[string]*room),
 		members:   make(map[string]*Member),
 	}
+	b.wg.cond.L = &b.wg.mu
 	b.base = time.Now()
 	b.clockTimer = time.AfterFunc(time.Hour, func() { b.clockFresh.Store(false) })
 	b.clockTimer.Stop()
@@ -100,93 +103,6 @@ func New(opts ...Option) (*Bus, error) {
 		}
 	}
 	return b, nil
-}
-
-// Close stops the bus at once: queued and in-flight deliveries are
-// abandoned (at-least-once messages stay in history and durable consumers
-// keep their positions), blocked publishers return [ErrClosed], and Close
-// returns after every goroutine the bus started has ended. Afterwards every
-// operation returns ErrClosed. Close may be called more than once; later
-// calls return nil. It does not close a Store given with [WithStore].
-func (b *Bus) Close() error {
-	b.closeOnce.Do(func() {
-		b.closing.Store(true)
-		b.mu.Lock()
-		subs := make([]*Subscription, 0, len(b.subs))
-		for s := range b.subs {
-			subs = append(subs, s)
-		}
-		b.mu.Unlock()
-		// End the subscriptions before cancelling the bus's context: a
-		// worker that sees its context end must also see that it is
-		// stopped, or it would go on to the next message of its batch.
-		for _, s := range subs {
-			s.end(nil)
-		}
-		b.cancel()
-		b.mu.Lock()
-		eps := b.endpoints
-		b.endpoints = map[string]*endpointSet{}
-		b.mu.Unlock()
-		for name, set := range eps {
-			b.serveRemote(name, set) // the bus is closing: withdraws it
-			for _, h := range set.list() {
-				h.stop()
-			}
-		}
-	})
-	b.wg.Wait()
-	b.clockTimer.Stop()
-	if b.ownStore != nil {
-		b.ownStore.Close()
-	}
-	return nil
-}
-
-// Shutdown stops accepting publishes (they return [ErrClosed]), waits until
-// every subscription has handled what it had queued, then closes the bus.
-// If ctx ends first, Shutdown closes the bus at once and returns ctx.Err().
-func (b *Bus) Shutdown(ctx context.Context) error {
-	b.closing.Store(true)
-	// Publishes that got past the closing check before it was set finish
-	// queueing first: those to in-memory topics hold their topic's lock
-	// until they have, those to persisted ones are counted.
-	b.mu.RLock()
-	topics := make([]*topicState, 0, len(b.topics))
-	for _, ts := range b.topics {
-		topics = append(topics, ts)
-	}
-	b.mu.RUnlock()
-	for _, ts := range topics {
-		ts.pubMu.Lock()
-		ts.pubMu.Unlock() // only a barrier: the holder has queued its message
-	}
-	t := time.NewTicker(b.cfg.shutdownTick)
-	defer t.Stop()
-	for b.appending.Load() > 0 || !b.idle() {
-		select {
-		case <-ctx.Done():
-			b.Close()
-			return ctx.Err()
-		case <-b.ctx.Done():
-			b.Close()
-			return nil
-		case <-t.C:
-		}
-	}
-	return b.Close()
-}
-
-// idle reports whether no subscription has queued or in-flight messages.
-func (b *Bus) idle() bool {
-	b.mu.RLock()
-	defer b.mu.RUnlock()
-	for s := range b.subs {
-		if s.busy() {
-			return false
-		}
-	}
-	return true
 }
 
 // Done returns a channel that is closed when the bus begins to close.

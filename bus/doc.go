@@ -88,8 +88,8 @@
 //
 // Each subscription runs MaxInFlight goroutines and each request handler
 // its Concurrency; the bus owns them all. [Bus.Close] ends them and returns
-// once they have returned; [Bus.Shutdown] first lets queued deliveries
-// finish. Handlers may publish and subscribe; no user code ever runs under a
+// once they have returned (called from a handler, once all but its own
+// have); [Bus.Shutdown] first lets queued deliveries finish. Handlers may publish and subscribe; no user code ever runs under a
 // lock of the bus — handlers, codecs, [Store] and [Broker] implementations
 // and log handlers included: what the bus needs from a store it reads
 // first, then takes its lock and checks again.

@@ -26,6 +26,10 @@ var (
 	// ErrNoHandler is returned by Request when no handler serves the topic.
 	ErrNoHandler = errors.New("bus: no handler")
 
+	// ErrInHandler is returned by [Bus.Shutdown] called from a handler of
+	// the bus, which would wait for the delivery it is part of.
+	ErrInHandler = errors.New("bus: called from a handler of the bus")
+
 	// ErrQueueFull is returned by Publish when a subscription with the Block
 	// policy is full and the publisher is that subscription's own handler
 	// (blocking would deadlock).

@@ -373,7 +373,9 @@ func (s *Subscription) end(err error) {
 func (s *Subscription) detach() {
 	b := s.b
 	if s.durable != nil {
-		s.saveDurable()
+		if err := s.saveDurable(); err != nil && b.closed() {
+			b.closeErr(err)
+		}
 	}
 	b.mu.Lock()
 	b.trie.remove(s.pattern, s)
