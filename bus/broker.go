@@ -280,8 +280,15 @@ func (ts *topicState) recordEntry(r *Record) (*entry, error) {
 func (ts *topicState) apply(e *entry, epoch uint64) {
 	ts.pubMu.Lock()
 	var stale []seqWaiter
+	// Logged once the lock is released: a log handler is user code.
+	wentBack, had := false, ts.last
+	defer func() {
+		if wentBack {
+			ts.b.log.Warn("bus: the broker's history went back: new epoch", "topic", ts.name, "seq", e.seq, "had", had, "epoch", epoch)
+		}
+	}()
 	if epoch != 0 && epoch != ts.epoch.Load() {
-		ts.b.log.Warn("bus: the broker's history went back: new epoch", "topic", ts.name, "seq", e.seq, "had", ts.last, "epoch", epoch)
+		wentBack = true
 		ts.epoch.Store(epoch)
 		ts.hist.reset(e.seq)
 		ts.last = e.seq - 1
