@@ -5,17 +5,17 @@ import (
 	"testing"
 
 	"github.com/courierbus/courier/bus"
-	"github.com/courierbus/courier/internal/brokertest"
+	"github.com/courierbus/courier/bus/bustest"
 )
 
 // The Broker seam keeps the cross-bus contract with the in-memory hub, the
 // reference implementation; package cluster runs the same suite on NATS.
 func TestBrokerContract(t *testing.T) {
-	brokertest.Run(t, brokertest.Harness{
+	bustest.TestBroker(t, bustest.BrokerHarness{
 		New: func(t *testing.T, n int, opts ...bus.Option) []*bus.Bus {
-			hub := brokertest.NewHub()
+			hub := bustest.NewHub()
 			buses := make([]*bus.Bus, n)
-			nodes := make([]*brokertest.HubNode, n)
+			nodes := make([]*bustest.HubNode, n)
 			for i := range n {
 				nodes[i] = hub.Node(fmt.Sprintf("bus%d", i))
 				b, err := bus.New(append([]bus.Option{bus.WithBroker(nodes[i])}, opts...)...)

@@ -13,8 +13,8 @@ import (
 
 	"github.com/courierbus/courier/bridge"
 	"github.com/courierbus/courier/bus"
+	"github.com/courierbus/courier/bus/bustest"
 	"github.com/courierbus/courier/cluster"
-	"github.com/courierbus/courier/internal/brokertest"
 	"github.com/courierbus/courier/internal/natscluster"
 )
 
@@ -136,4 +136,4 @@ func (tc *testCluster) stopNode(i int) {
 
 func (tc *testCluster) bus(i int) *bus.Bus { return tc.nodes[i].bus }
 
-var eventually = brokertest.Eventually
+var eventually = bustest.Eventually

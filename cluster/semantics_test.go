@@ -9,8 +9,8 @@ import (
 	"time"
 
 	"github.com/courierbus/courier/bus"
+	"github.com/courierbus/courier/bus/bustest"
 	"github.com/courierbus/courier/cluster"
-	"github.com/courierbus/courier/internal/brokertest"
 )
 
 func ctxT(t *testing.T) context.Context {
@@ -23,7 +23,7 @@ func ctxT(t *testing.T) context.Context {
 // cluster of three servers with three replicas: the suite the in-memory
 // hub runs.
 func TestBrokerContract(t *testing.T) {
-	brokertest.Run(t, brokertest.Harness{
+	bustest.TestBroker(t, bustest.BrokerHarness{
 		New: func(t *testing.T, n int, opts ...bus.Option) []*bus.Bus {
 			servers := 3 // the cluster; one for a single bus
 			if n == 1 {
@@ -122,7 +122,7 @@ func TestQueueGroupOutlivesADeadNode(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	brokertest.Eventually(t, "node B handled every job", func() bool {
+	bustest.Eventually(t, "node B handled every job", func() bool {
 		mu.Lock()
 		defer mu.Unlock()
 		return len(got) == total

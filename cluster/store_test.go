@@ -10,9 +10,9 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/courierbus/courier/bus"
+	"github.com/courierbus/courier/bus/bustest"
 	"github.com/courierbus/courier/cluster"
 	"github.com/courierbus/courier/internal/natscluster"
-	"github.com/courierbus/courier/internal/storetest"
 )
 
 // A node is the bus's Store: it keeps the Store contract that the memory
@@ -55,7 +55,7 @@ func TestStoreContract(t *testing.T) {
 		o.node.Close()
 		o.nc.Close()
 	}
-	storetest.Run(t, storetest.Harness{
+	bustest.TestStore(t, bustest.StoreHarness{
 		New: func(t *testing.T) bus.Store {
 			return open(t, fmt.Sprintf("S%d", streams.Add(1)))
 		},

@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"github.com/courierbus/courier/bus"
-	"github.com/courierbus/courier/internal/storetest"
+	"github.com/courierbus/courier/bus/bustest"
 	"github.com/courierbus/courier/persist"
 )
 
@@ -52,7 +52,7 @@ func TestConformance(t *testing.T) {
 					t.Errorf("Close: %v", err)
 				}
 			}
-			storetest.Run(t, storetest.Harness{
+			bustest.TestStore(t, bustest.StoreHarness{
 				New:   func(t *testing.T) bus.Store { return openAt(t, t.TempDir()) },
 				Close: closeStore,
 				Reopen: func(t *testing.T, s bus.Store) bus.Store {

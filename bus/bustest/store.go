@@ -1,7 +1,4 @@
-// Package storetest is the conformance suite for bus.Store implementations.
-// The in-memory store in package bus and the Badger store in package persist
-// both run it, so they keep the same contract.
-package storetest
+package bustest
 
 import (
 	"context"
@@ -15,8 +12,8 @@ import (
 	"github.com/courierbus/courier/bus"
 )
 
-// Harness tells the suite how to make stores.
-type Harness struct {
+// StoreHarness tells the suite how to make stores.
+type StoreHarness struct {
 	// New returns an empty store. The suite closes it with Close.
 	New func(t *testing.T) bus.Store
 	// Close releases a store made by New or Reopen.
@@ -29,8 +26,8 @@ type Harness struct {
 	NewRetaining func(t *testing.T, n int) bus.Store
 }
 
-// Run runs every conformance test against the harness.
-func Run(t *testing.T, h Harness) {
+// TestStore runs every conformance test against the harness.
+func TestStore(t *testing.T, h StoreHarness) {
 	t.Run("EpochStable", func(t *testing.T) { testEpoch(t, h) })
 	t.Run("AppendSequence", func(t *testing.T) { testAppend(t, h) })
 	t.Run("ConcurrentAppend", func(t *testing.T) { testConcurrentAppend(t, h) })
@@ -49,7 +46,7 @@ func Run(t *testing.T, h Harness) {
 	}
 }
 
-func open(t *testing.T, h Harness) bus.Store {
+func open(t *testing.T, h StoreHarness) bus.Store {
 	t.Helper()
 	s := h.New(t)
 	t.Cleanup(func() { h.Close(t, s) })
@@ -66,7 +63,7 @@ func appendN(t *testing.T, s bus.Store, topic string, n int) {
 	}
 }
 
-func testEpoch(t *testing.T, h Harness) {
+func testEpoch(t *testing.T, h StoreHarness) {
 	s := open(t, h)
 	ctx := context.Background()
 	a, err := s.Topic(ctx, "a.b")
@@ -85,7 +82,7 @@ func testEpoch(t *testing.T, h Harness) {
 	}
 }
 
-func testAppend(t *testing.T, h Harness) {
+func testAppend(t *testing.T, h StoreHarness) {
 	s := open(t, h)
 	ctx := context.Background()
 	for want := uint64(1); want <= 5; want++ {
@@ -103,7 +100,7 @@ func testAppend(t *testing.T, h Harness) {
 	}
 }
 
-func testConcurrentAppend(t *testing.T, h Harness) {
+func testConcurrentAppend(t *testing.T, h StoreHarness) {
 	s := open(t, h)
 	ctx := context.Background()
 	const workers, each = 8, 50
@@ -146,7 +143,7 @@ func testConcurrentAppend(t *testing.T, h Harness) {
 	}
 }
 
-func testRead(t *testing.T, h Harness) {
+func testRead(t *testing.T, h StoreHarness) {
 	s := open(t, h)
 	ctx := context.Background()
 	appendN(t, s, "r", 10)
@@ -196,7 +193,7 @@ func testRead(t *testing.T, h Harness) {
 	}
 }
 
-func testFields(t *testing.T, h Harness) {
+func testFields(t *testing.T, h StoreHarness) {
 	s := open(t, h)
 	ctx := context.Background()
 	at := time.Date(2026, 11, 25, 10, 0, 0, 123456789, time.UTC)
@@ -225,7 +222,7 @@ func testFields(t *testing.T, h Harness) {
 	}
 }
 
-func testSeqAt(t *testing.T, h Harness) {
+func testSeqAt(t *testing.T, h StoreHarness) {
 	s := open(t, h)
 	ctx := context.Background()
 	base := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
@@ -254,7 +251,7 @@ func testSeqAt(t *testing.T, h Harness) {
 	}
 }
 
-func testConsumers(t *testing.T, h Harness) {
+func testConsumers(t *testing.T, h StoreHarness) {
 	s := open(t, h)
 	ctx := context.Background()
 	if _, ok, err := s.Consumer(ctx, "t", "d"); err != nil || ok {
@@ -290,7 +287,7 @@ func testConsumers(t *testing.T, h Harness) {
 	}
 }
 
-func testCancelled(t *testing.T, h Harness) {
+func testCancelled(t *testing.T, h StoreHarness) {
 	s := open(t, h)
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
@@ -306,7 +303,7 @@ func testCancelled(t *testing.T, h Harness) {
 	}
 }
 
-func testIndependent(t *testing.T, h Harness) {
+func testIndependent(t *testing.T, h StoreHarness) {
 	s := open(t, h)
 	ctx := context.Background()
 	appendN(t, s, "a", 3)
@@ -327,7 +324,7 @@ func testIndependent(t *testing.T, h Harness) {
 	}
 }
 
-func testReopen(t *testing.T, h Harness) {
+func testReopen(t *testing.T, h StoreHarness) {
 	s := h.New(t)
 	ctx := context.Background()
 	appendN(t, s, "p", 7)
@@ -358,7 +355,7 @@ func testReopen(t *testing.T, h Harness) {
 	}
 }
 
-func testRetention(t *testing.T, h Harness) {
+func testRetention(t *testing.T, h StoreHarness) {
 	s := h.NewRetaining(t, 5)
 	defer h.Close(t, s)
 	ctx := context.Background()
@@ -384,7 +381,7 @@ func testRetention(t *testing.T, h Harness) {
 
 // testClosed: after Close every method returns an error wrapping
 // bus.ErrClosed.
-func testClosed(t *testing.T, h Harness) {
+func testClosed(t *testing.T, h StoreHarness) {
 	s := h.New(t)
 	ctx := context.Background()
 	appendN(t, s, "x", 2)

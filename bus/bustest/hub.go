@@ -1,4 +1,4 @@
-package brokertest
+package bustest
 
 import (
 	"context"
@@ -70,7 +70,7 @@ func (n *HubNode) Attach(f bus.Feed) error {
 	n.mu.Lock()
 	if n.feed != nil {
 		n.mu.Unlock()
-		return errors.New("brokertest: node attached twice")
+		return errors.New("bustest: node attached twice")
 	}
 	n.feed = f
 	n.mu.Unlock()

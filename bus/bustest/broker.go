@@ -1,8 +1,4 @@
-// Package brokertest is the conformance suite for bus.Broker
-// implementations: what several buses sharing a broker promise each other
-// (docs/cluster.md). The in-memory Hub and the NATS node of package cluster
-// both run it, so they keep the same contract.
-package brokertest
+package bustest
 
 import (
 	"context"
@@ -16,15 +12,15 @@ import (
 	"github.com/courierbus/courier/bus"
 )
 
-// Harness tells the suite how to make buses that share a broker.
-type Harness struct {
+// BrokerHarness tells the suite how to make buses that share a broker.
+type BrokerHarness struct {
 	// New returns n buses sharing one broker, each with its own side of
 	// it, closed when the test ends. opts apply to every bus.
 	New func(t *testing.T, n int, opts ...bus.Option) []*bus.Bus
 }
 
-// Run runs every conformance test against the harness.
-func Run(t *testing.T, h Harness) {
+// TestBroker runs every conformance test against the harness.
+func TestBroker(t *testing.T, h BrokerHarness) {
 	t.Run("PublishReachesEveryBusOnce", func(t *testing.T) { testPublish(t, h) })
 	t.Run("ConcurrentPublishers", func(t *testing.T) { testConcurrent(t, h) })
 	t.Run("Rooms", func(t *testing.T) { testRooms(t, h) })
@@ -94,7 +90,7 @@ func (l *log[T]) len() int {
 // A publish on any bus reaches the matching subscriptions on every bus,
 // once; every bus sees a topic's messages in one order, with the same
 // sequence numbers, and positions are equal everywhere.
-func testPublish(t *testing.T, h Harness) {
+func testPublish(t *testing.T, h BrokerHarness) {
 	buses := h.New(t, 3)
 	logs := make([]*log[string], 3)
 	for i, b := range buses {
@@ -146,7 +142,7 @@ func testPublish(t *testing.T, h Harness) {
 
 // Many publishers on several buses, to one topic at once: every message
 // once, numbers without gaps, one order on every bus.
-func testConcurrent(t *testing.T, h Harness) {
+func testConcurrent(t *testing.T, h BrokerHarness) {
 	buses := h.New(t, 3)
 	ctx := ctxT(t)
 	logs := make([]*log[string], 3)
@@ -194,7 +190,7 @@ func testConcurrent(t *testing.T, h Harness) {
 // To(room) reaches the members of the room on every bus, once each;
 // ExceptMember applies everywhere; RoomMembers lists every bus's members
 // with their info; joins and leaves of other buses are events.
-func testRooms(t *testing.T, h Harness) {
+func testRooms(t *testing.T, h BrokerHarness) {
 	buses := h.New(t, 3)
 	ctx := ctxT(t)
 	logs := make([]*log[string], 3)
@@ -276,7 +272,7 @@ func testRooms(t *testing.T, h Harness) {
 
 // A queue group with members on two buses gets each message once across
 // them, and both share the work.
-func testQueueGroup(t *testing.T, h Harness) {
+func testQueueGroup(t *testing.T, h BrokerHarness) {
 	buses := h.New(t, 3)
 	ctx := ctxT(t)
 	var mu sync.Mutex
@@ -320,7 +316,7 @@ func testQueueGroup(t *testing.T, h Harness) {
 
 // Request and reply work across buses, handler errors included; with no
 // handler on any bus it is ErrNoHandler.
-func testRequest(t *testing.T, h Harness) {
+func testRequest(t *testing.T, h BrokerHarness) {
 	buses := h.New(t, 3)
 	ctx := ctxT(t)
 	type q struct{ N int }
@@ -369,7 +365,7 @@ func testRequest(t *testing.T, h Harness) {
 
 // A durable consumer has one position: stopped on one bus and started on
 // another, it continues after what it acknowledged.
-func testDurable(t *testing.T, h Harness) {
+func testDurable(t *testing.T, h BrokerHarness) {
 	buses := h.New(t, 3)
 	ctx := ctxT(t)
 	pub := topic[int](t, buses[2], "orders.new")
@@ -406,7 +402,7 @@ func testDurable(t *testing.T, h Harness) {
 }
 
 // A publisher id is remembered across buses, per topic.
-func testDedupe(t *testing.T, h Harness) {
+func testDedupe(t *testing.T, h BrokerHarness) {
 	buses := h.New(t, 2)
 	ctx := ctxT(t)
 	a := topic[string](t, buses[0], "pay.in")
@@ -433,7 +429,7 @@ func testDedupe(t *testing.T, h Harness) {
 }
 
 // Volatile publishes cross buses, at most once.
-func testVolatile(t *testing.T, h Harness) {
+func testVolatile(t *testing.T, h BrokerHarness) {
 	buses := h.New(t, 2)
 	ctx := ctxT(t)
 	l := &log[string]{}
@@ -455,7 +451,7 @@ func testVolatile(t *testing.T, h Harness) {
 
 // History older than a bus's ring is read from the shared log, from any
 // bus, by sequence number and by time.
-func testHistory(t *testing.T, h Harness) {
+func testHistory(t *testing.T, h BrokerHarness) {
 	buses := h.New(t, 2, bus.History(8, 0))
 	ctx := ctxT(t)
 	pub := topic[int](t, buses[0], "audit.log")
@@ -510,7 +506,7 @@ func testHistory(t *testing.T, h Harness) {
 
 // A handler may publish, even into its own topic with a full queue: the
 // publish returns once stored, and the feed delivers it when there is room.
-func testHandlerPublishes(t *testing.T, h Harness) {
+func testHandlerPublishes(t *testing.T, h BrokerHarness) {
 	buses := h.New(t, 1)
 	ctx := ctxT(t)
 	tp := topic[int](t, buses[0], "count.down")
