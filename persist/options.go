@@ -198,16 +198,9 @@ func (o retentionInterval) apply(c *config) { c.retentionEvery = time.Duration(o
 // their topic's limits. Default 10 seconds.
 func RetentionInterval(d time.Duration) Option { return retentionInterval(d) }
 
-// CommitInfo describes one committed batch, for [OnCommit].
-type CommitInfo struct {
-	// Ops is the number of changes committed together: appends and
-	// consumer positions.
-	Ops int
-	// Bytes is about how many bytes the batch wrote.
-	Bytes int64
-	// Duration is how long the commit took, fsync included when synced.
-	Duration time.Duration
-}
+// CommitInfo describes one committed batch, for [OnCommit]. It is
+// [bus.CommitInfo], so that observe reads it without importing persist.
+type CommitInfo = bus.CommitInfo
 
 type onCommitOption struct{ f func(CommitInfo) }
 

@@ -438,18 +438,9 @@ func (s *Store) do(ctx context.Context, o *op) error {
 	}
 }
 
-// Stats is a snapshot of a store's counters.
-type Stats struct {
-	Batches  uint64 // committed batches
-	Ops      uint64 // changes committed in them: appends and consumer positions
-	LSMBytes int64  // disk space of Badger's tables and memtable logs, which hold records under a MiB
-	LogBytes int64  // disk space of Badger's value logs, which hold larger records
-	Failed   bool   // a sync failed: the store refuses writes until reopened
-	// Dropped counts the records Open dropped because a crash left them
-	// unreadable at the end of their topic's log (none was acknowledged
-	// by a synced store); each such topic got a new epoch.
-	Dropped uint64
-}
+// Stats is a snapshot of a store's counters. It is [bus.StoreStats], so
+// that observe reads it without importing persist.
+type Stats = bus.StoreStats
 
 // Stats returns a snapshot of the store's counters. It is safe for
 // concurrent use and cheap: the disk sizes are measured from the directory
