@@ -3,7 +3,7 @@ package observe
 import (
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/courierbus/courier/persist"
+	"github.com/courierbus/courier/bus"
 )
 
 // Commits holds the histograms of a persist store's committed batches: how
@@ -47,7 +47,7 @@ func NewCommits() *Commits {
 }
 
 // Observe records one committed batch. Pass it to persist.OnCommit.
-func (c *Commits) Observe(ci persist.CommitInfo) {
+func (c *Commits) Observe(ci bus.CommitInfo) {
 	c.size.Observe(float64(ci.Ops))
 	c.latency.Observe(ci.Duration.Seconds())
 	c.bytes.Add(float64(max(ci.Bytes, 0)))

@@ -24,6 +24,12 @@
 //	...
 //	col, err := observe.NewCollector(b, observe.WithStore(st), observe.WithCommits(commits))
 //
+// Package observe does not import persist: [WithStore] takes a [Store],
+// an interface of the one method it calls, which persist's *Store has, and
+// [Commits.Observe] takes a bus.CommitInfo, which persist.CommitInfo is.
+// Metrics of a bus kept in memory bring neither persist nor Badger into
+// the program.
+//
 // Every name starts with courier_, counters end in _total, times are in
 // seconds and sizes in bytes. Labels are bounded: a topic label per topic
 // (the bus's own "$rooms.<room>" and "$dead.<topic>" topics fold into

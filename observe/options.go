@@ -6,10 +6,11 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"reflect"
 	"time"
 
 	"github.com/courierbus/courier/bridge"
-	"github.com/courierbus/courier/persist"
+	"github.com/courierbus/courier/bus"
 )
 
 // CollectorOption configures [NewCollector].
@@ -26,7 +27,7 @@ type Option interface {
 
 type collectorConfig struct {
 	bridge     *bridge.Bridge
-	store      *persist.Store
+	store      Store
 	commits    *Commits
 	topicLabel func(string) string
 	maxLabels  int
@@ -41,7 +42,7 @@ func (c *collectorConfig) validate() error {
 
 type adminConfig struct {
 	bridge    *bridge.Bridge
-	store     *persist.Store
+	store     Store
 	authorize func(*http.Request) (string, error)
 	challenge string // WWW-Authenticate value sent with 401
 	interval  time.Duration
@@ -69,15 +70,32 @@ func (o withBridge) applyAdmin(c *adminConfig)         { c.bridge = o.br }
 // disconnect its clients. Default: none.
 func WithBridge(br *bridge.Bridge) Option { return withBridge{br} }
 
-type withStore struct{ st *persist.Store }
+// Store is what observe reads of the store a bus keeps its topics in: a
+// snapshot of its counters. persist's *Store implements it; observe
+// declares it, rather than importing persist, so that the metrics of a bus
+// kept in memory do not bring Badger into the program.
+type Store interface {
+	// Stats returns a snapshot of the store's counters. The collector
+	// calls it once per scrape and the admin once per snapshot, possibly
+	// concurrently: it must be safe for concurrent use and cheap.
+	Stats() bus.StoreStats
+}
+
+type withStore struct{ st Store }
 
 func (o withStore) applyCollector(c *collectorConfig) { c.store = o.st }
 func (o withStore) applyAdmin(c *adminConfig)         { c.store = o.st }
 
-// WithStore adds the persist store the bus keeps its topics in: the
-// collector exports its commit counters and disk sizes, and the admin page
-// shows them. Default: none.
-func WithStore(st *persist.Store) Option { return withStore{st} }
+// WithStore adds the store the bus keeps its topics in, a *persist.Store:
+// the collector exports its commit counters and disk sizes, and the admin
+// page shows them. Default: none; a nil st, or a nil *persist.Store, adds
+// none.
+func WithStore(st Store) Option {
+	if v := reflect.ValueOf(st); !v.IsValid() || v.Kind() == reflect.Pointer && v.IsNil() {
+		st = nil
+	}
+	return withStore{st}
+}
 
 type withCommits struct{ c *Commits }
 

@@ -17,7 +17,6 @@ import (
 
 	"github.com/courierbus/courier/bridge"
 	"github.com/courierbus/courier/bus"
-	"github.com/courierbus/courier/persist"
 )
 
 // Bounds of a snapshot, so that one stays small enough to push several
@@ -146,7 +145,7 @@ type deadRow struct {
 type snapshotter struct {
 	b        *bus.Bus
 	br       *bridge.Bridge
-	st       *persist.Store
+	st       Store
 	interval time.Duration
 	deadMax  int
 	own      func() int // sessions of the admin's own bridge (its pages), members of the bus too
