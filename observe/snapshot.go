@@ -184,6 +184,10 @@ func (s *snapshotter) take(ctx context.Context) *snapshot {
 	if s.own != nil {
 		snap.Bus.Members = max(0, st.Members-s.own())
 	}
+	if s.st != nil { // the store is someone's code, maybe I/O: not under s.mu
+		x := s.st.Stats()
+		snap.Store = &storeRow{Batches: x.Batches, Ops: x.Ops, LSMBytes: x.LSMBytes, LogBytes: x.LogBytes, Failed: x.Failed}
+	}
 
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -255,10 +259,6 @@ func (s *snapshotter) take(ctx context.Context) *snapshot {
 		if total > len(snap.Sessions) {
 			snap.More["sessions"] = total - len(snap.Sessions)
 		}
-	}
-	if s.st != nil {
-		x := s.st.Stats()
-		snap.Store = &storeRow{Batches: x.Batches, Ops: x.Ops, LSMBytes: x.LSMBytes, LogBytes: x.LogBytes, Failed: x.Failed}
 	}
 	snap.Dead = s.deadLetters(ctx, st.Topics)
 	return snap

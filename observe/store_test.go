@@ -2,7 +2,9 @@ package observe_test
 
 import (
 	"strings"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -81,4 +83,40 @@ func TestWithNilStore(t *testing.T) {
 			}
 		})
 	}
+}
+
+// gatedStore's Stats blocks, once armed, on its first call until the gate
+// opens, as a store reading a slow disk would.
+type gatedStore struct {
+	armed   atomic.Bool   // cleared by the call that blocks
+	entered chan struct{} // closed when the blocked call began
+	gate    chan struct{} // closed to let it return
+}
+
+func (s *gatedStore) Stats() bus.StoreStats {
+	if s.armed.CompareAndSwap(true, false) {
+		close(s.entered)
+		<-s.gate
+	}
+	return bus.StoreStats{Batches: 1}
+}
+
+// A store that is slow to report its counters holds up the snapshot that
+// asked, not every other one: the admin reads it outside its lock.
+func TestAdminSlowStore(t *testing.T) {
+	s := newStack(t, stackConfig{})
+	st := &gatedStore{entered: make(chan struct{}), gate: make(chan struct{})}
+	t.Cleanup(func() { close(st.gate) }) // before the stack closes
+	withAdmin(t, s, observe.BasicAuth(adminUser, adminPass), observe.WithStore(st), observe.Interval(50*time.Millisecond))
+	openAdminPage(t, s)
+	st.armed.Store(true)
+	select {
+	case <-st.entered: // the first page's next snapshot is stuck in Stats
+	case <-time.After(10 * time.Second):
+		t.Fatal("no snapshot called Stats")
+	}
+	// A second page's watch answers with a snapshot of its own, taken while
+	// the other is stuck (before the fix it waited for the lock, and
+	// the request timed out).
+	openAdminPage(t, s)
 }
