@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/courierbus/courier/bench"
+	"github.com/courierbus/courier/bench/internal/bench"
 )
 
 func inprocImpls() []bench.InProc {

@@ -4,7 +4,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/courierbus/courier/bench"
+	"github.com/courierbus/courier/bench/internal/bench"
 )
 
 // BenchmarkCluster publishes on node C of a 3-server NATS cluster (R3) to

@@ -5,7 +5,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/courierbus/courier/bench"
+	"github.com/courierbus/courier/bench/internal/bench"
 )
 
 // TestSoak is the soak of bench/cmd/soak in 30 seconds and 600

@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/courierbus/courier/bench"
+	"github.com/courierbus/courier/bench/internal/bench"
 	"github.com/courierbus/courier/bench/peers"
 )
 

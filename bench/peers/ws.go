@@ -14,7 +14,7 @@ import (
 	"github.com/centrifugal/centrifuge"
 	"github.com/gorilla/websocket"
 
-	"github.com/courierbus/courier/bench"
+	"github.com/courierbus/courier/bench/internal/bench"
 )
 
 // WSServers returns every WebSocket server a child process may run.

@@ -22,7 +22,7 @@ import (
 	"os"
 	"os/signal"
 
-	"github.com/courierbus/courier/bench"
+	"github.com/courierbus/courier/bench/internal/bench"
 )
 
 func main() {

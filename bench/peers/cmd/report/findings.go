@@ -6,7 +6,7 @@ import (
 	"strings"
 	"unicode/utf8"
 
-	"github.com/courierbus/courier/bench"
+	"github.com/courierbus/courier/bench/internal/bench"
 )
 
 // profileFindings is what profiles of the scenarios showed about the bars

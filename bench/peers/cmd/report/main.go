@@ -19,7 +19,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/courierbus/courier/bench"
+	"github.com/courierbus/courier/bench/internal/bench"
 	"github.com/courierbus/courier/bench/peers"
 )
 

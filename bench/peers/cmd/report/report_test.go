@@ -6,7 +6,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/courierbus/courier/bench"
+	"github.com/courierbus/courier/bench/internal/bench"
 	"github.com/courierbus/courier/bench/peers"
 )
 

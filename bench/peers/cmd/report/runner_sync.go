@@ -6,7 +6,7 @@ import (
 	"os"
 	"path/filepath"
 
-	"github.com/courierbus/courier/bench"
+	"github.com/courierbus/courier/bench/internal/bench"
 )
 
 // scSync is the sync-cost scenario: the cluster with its NATS servers at

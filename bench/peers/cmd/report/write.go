@@ -11,7 +11,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/courierbus/courier/bench"
+	"github.com/courierbus/courier/bench/internal/bench"
 )
 
 // write writes benchmarks.md, its charts and benchmarks.csv into cfg.out

@@ -3,7 +3,7 @@ package main
 import (
 	"fmt"
 
-	"github.com/courierbus/courier/bench"
+	"github.com/courierbus/courier/bench/internal/bench"
 )
 
 // syncSection writes the sync-cost scenario's section, if it ran.
