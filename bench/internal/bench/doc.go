@@ -4,11 +4,16 @@
 // round trips (raw melody), and a cluster of three buses on a 3-server
 // NATS JetStream cluster, R3 (one bus, with and without persist). Each
 // scenario is an implementation-neutral harness with a Courier
-// implementation and a baseline; the nested module bench/peers adds the other libraries (EventBus, Watermill, NATS,
-// JetStream, Centrifuge) and the report command that writes
-// docs/benchmarks.md:
+// implementation and a baseline; the nested module bench/peers adds the
+// other libraries (EventBus, Watermill, NATS, JetStream, Centrifuge) and
+// the report command that writes docs/benchmarks.md:
 //
 //	cd bench/peers && go run ./cmd/report
+//
+// The package is internal to bench/: its users are the Go benchmarks and
+// TestSoak in bench/ (package bench_test), bench/cmd/soak and bench/peers,
+// whose import path is under bench/ although it is a module of its own.
+// Nothing outside this repository can import it.
 //
 // # Measuring
 //
