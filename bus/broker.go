@@ -28,6 +28,9 @@ import (
 // [Record.Epoch] set. A bus takes the new epoch from that record on; the
 // records the history still holds keep their numbers, now under the new
 // epoch, and positions of the old one are [ErrNotCovered].
+//
+// bustest.TestBroker, in package bus/bustest, checks a broker against this
+// contract; bustest.Hub is the reference, in memory.
 type Broker interface {
 	Store
 	// Attach starts handing the records appended by every bus to f: for

@@ -61,7 +61,8 @@ type ConsumerState struct {
 // that bounds how long they may wait; cancelling it makes them return
 // ctx.Err() without having changed anything they did not report as done.
 // After the store is closed, every method returns an error wrapping
-// [ErrClosed].
+// [ErrClosed]. bustest.TestStore, in package bus/bustest, checks a store
+// against this contract.
 type Store interface {
 	// Topic returns the state of topic, creating an empty one (with a new
 	// epoch) on first use.
