@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/courierbus/courier/bus"
-	"github.com/courierbus/courier/internal/brokertest"
+	"github.com/courierbus/courier/bus/bustest"
 )
 
 // gate holds up the store reads of one topic until it is opened.
@@ -82,7 +82,7 @@ func (s slowStore) Consumer(ctx context.Context, topic, name string) (bus.Consum
 
 // slowBroker is the in-memory hub's broker with the reads of slowStore.
 type slowBroker struct {
-	*brokertest.HubNode
+	*bustest.HubNode
 	g *gate
 }
 
@@ -181,7 +181,7 @@ func TestBlockedStoreHoldsUpNoOtherTopic(t *testing.T) {
 	})
 	t.Run("durable subscribe, broker", func(t *testing.T) {
 		g := newGate(t)
-		hub := brokertest.NewHub()
+		hub := bustest.NewHub()
 		node := hub.Node("n1")
 		b, err := bus.New(bus.WithBroker(slowBroker{node, g}))
 		if err != nil {
