@@ -95,6 +95,7 @@ type counters struct {
 	appended, batches, conflicts, failed atomic.Uint64
 	epochs                               atomic.Uint64
 	fed, feedSeq                         atomic.Uint64
+	withdrawn, dropped                   atomic.Uint64
 }
 
 // Stats is what a node has done since New, for monitoring.
@@ -115,6 +116,12 @@ type Stats struct {
 	// FeedSeq is the stream position of the last one (compare it with the
 	// stream's last sequence to see how far behind the node is).
 	Fed, FeedSeq uint64
+	// Withdrawn counts the withdrawals of silent nodes' queue-group shares
+	// this node's bus has taken from the log since New (every surviving
+	// node writes one for each silent node; each is counted). Dropped
+	// counts the nodes whose members this node removed from their rooms
+	// after MemberGrace.
+	Withdrawn, Dropped uint64
 }
 
 // Stats returns the node's counters.
@@ -128,6 +135,8 @@ func (n *Node) Stats() Stats {
 		Epochs:    n.stats.epochs.Load(),
 		Fed:       n.stats.fed.Load(),
 		FeedSeq:   n.stats.feedSeq.Load(),
+		Withdrawn: n.stats.withdrawn.Load(),
+		Dropped:   n.stats.dropped.Load(),
 	}
 	n.mu.Lock()
 	for _, at := range n.seen {

@@ -124,7 +124,9 @@ func TestFailoverExactlyOnceInOrder(t *testing.T) {
 	}
 	// The member stays in its room, now node B's: it does not leave when
 	// node A's members do.
-	time.Sleep(2 * time.Second)
+	eventually(t, "nodes B and C removed node A's members", func() bool {
+		return tc.nodes[1].node.Stats().Dropped > 0 && tc.nodes[2].node.Stats().Dropped > 0
+	})
 	for _, i := range []int{1, 2} {
 		if got := tc.bus(i).RoomMembers("desk"); len(got) != 1 || got[0] != first.Session {
 			t.Fatalf("node %d lists %v in the room; want the session %q once", i, got, first.Session)

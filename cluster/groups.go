@@ -74,7 +74,11 @@ func (n *Node) publishGroup(ctx context.Context, node, group, pattern string, jo
 // replays the old ones.
 func (n *Node) onGroup(h nats.Header, live bool) {
 	node, group := h.Get(hNode), h.Get(hGroup)
-	n.fed().Group(node, group, h.Get(hPattern), h.Get(hJoined) == "1")
+	joined := h.Get(hJoined) == "1"
+	n.fed().Group(node, group, h.Get(hPattern), joined)
+	if group == "" && !joined && live && h.Get(hBy) != node {
+		n.stats.withdrawn.Add(1) // another node withdrew a silent one's share
+	}
 	if !live || node != n.cfg.Name || group != "" || h.Get(hBy) == n.cfg.Name {
 		return
 	}

@@ -124,6 +124,7 @@ func (n *Node) beat() {
 			ctx, cancel := context.WithTimeout(n.ctx, n.cfg.Timeout)
 			n.dropMembers(ctx, name)
 			cancel()
+			n.stats.dropped.Add(1)
 		}
 	}
 }

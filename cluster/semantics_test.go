@@ -68,8 +68,10 @@ func TestMembersOfAStoppedNodeLeave(t *testing.T) {
 	eventually(t, "node C lists both", func() bool {
 		return slices.Equal(tc.bus(2).RoomMembers("lobby"), []string{"m0", "m1"})
 	})
-	time.Sleep(300 * time.Millisecond) // node A has beaten: the others know it
-	tc.stopNode(0)                     // closes without leaving: as if it died
+	eventually(t, "nodes B and C hear node A", func() bool {
+		return tc.nodes[1].node.Stats().Nodes == 2 && tc.nodes[2].node.Stats().Nodes == 2
+	})
+	tc.stopNode(0) // closes without leaving: as if it died
 	for _, i := range []int{1, 2} {
 		eventually(t, fmt.Sprintf("node %d lists m1 only", i), func() bool {
 			return slices.Equal(tc.bus(i).RoomMembers("lobby"), []string{"m1"})
@@ -109,9 +111,18 @@ func TestQueueGroupOutlivesADeadNode(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	time.Sleep(300 * time.Millisecond) // the nodes have heard each other
-	tc.nodes[0].nc.Close()             // node A dies: no goodbye
-	time.Sleep(time.Second)            // well past three heartbeats
+	eventually(t, "the nodes hear each other", func() bool {
+		for i := range 3 {
+			if tc.nodes[i].node.Stats().Nodes != 2 {
+				return false
+			}
+		}
+		return true
+	})
+	tc.nodes[0].nc.Close() // node A dies: no goodbye
+	eventually(t, "nodes B and C withdrew node A's share of the group", func() bool {
+		return tc.nodes[1].node.Stats().Withdrawn > 0 && tc.nodes[2].node.Stats().Withdrawn > 0
+	})
 	jobs, err := bus.NewTopic[float64](tc.bus(2), "jobs.resize")
 	if err != nil {
 		t.Fatal(err)
