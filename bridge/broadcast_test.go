@@ -118,7 +118,7 @@ func broadcast(b *testing.B, conns int, mode string) {
 		if err != nil {
 			b.Fatalf("conn %d: %v", i, err)
 		}
-		opts := []client.SubscribeOption{client.MaxInflight(4096)}
+		opts := []client.SubscribeOption{client.MaxUnacked(4096)}
 		if mode == "bridge-volatile" {
 			opts = append(opts, client.Volatile())
 		}

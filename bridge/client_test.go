@@ -101,13 +101,13 @@ func TestNamespaces(t *testing.T) {
 	})
 	defer hs.Unsubscribe()
 
-	if _, err := c1.Publish(ctxT(t), "chat.a", 1, client.WithAck()); err != nil {
+	if _, err := c1.Publish(ctxT(t), "chat.a", 1, client.Ack()); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := c1.Publish(ctxT(t), "t2.chat.a", 2, client.WithAck()); err != nil {
+	if _, err := c1.Publish(ctxT(t), "t2.chat.a", 2, client.Ack()); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := c2.Publish(ctxT(t), "chat.a", 3, client.WithAck()); err != nil {
+	if _, err := c2.Publish(ctxT(t), "chat.a", 3, client.Ack()); err != nil {
 		t.Fatal(err)
 	}
 	m1 := in1.wait(t, 2)
@@ -191,7 +191,7 @@ func TestRooms(t *testing.T) {
 		{3, []client.PublishOption{client.To("red", "blue"), client.Except("muted")}},
 		{4, []client.PublishOption{client.ExceptSelf()}},
 	} {
-		if _, err := pub.Publish(ctxT(t), "chat.x", p.data, append(p.opts, client.WithAck())...); err != nil {
+		if _, err := pub.Publish(ctxT(t), "chat.x", p.data, append(p.opts, client.Ack())...); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -297,7 +297,7 @@ func TestResumeNotRecovered(t *testing.T) {
 	e := newEnv(t, []bus.Option{bus.History(5, 0)}, bridge.Expose("news.>", bridge.Subscribe))
 	p := tcpproxy.New(t, strings.TrimPrefix(e.srv.URL, "http://"))
 	events := make(chan client.Event, 16)
-	c, err := client.Dial(ctxT(t), p.URL(e.url), client.WithBackoff(time.Millisecond, 5*time.Millisecond),
+	c, err := client.Dial(ctxT(t), p.URL(e.url), client.ReconnectBackoff(time.Millisecond, 5*time.Millisecond),
 		client.OnEvent(func(ev client.Event) { events <- ev }))
 	if err != nil {
 		t.Fatal(err)
@@ -351,11 +351,11 @@ func waitUntil(t *testing.T, cond func() bool) {
 // TestClientBasics covers unsubscribe, handler failures and errors.
 func TestClientBasics(t *testing.T) {
 	e := newEnv(t, nil, bridge.Expose("q.>", bridge.Subscribe, bridge.Publish))
-	c := e.dial(client.WithHeader(http.Header{"X-Test": {"1"}}))
+	c := e.dial(client.Header(http.Header{"X-Test": {"1"}}))
 	if _, err := c.Subscribe(ctxT(t), "secret", func(context.Context, *client.Message) error { return nil }); !errors.Is(err, client.ErrForbidden) {
 		t.Fatalf("subscribe forbidden: %v", err)
 	}
-	if _, err := c.Publish(ctxT(t), "q..x", 1, client.WithAck()); !errors.Is(err, client.ErrInvalidName) {
+	if _, err := c.Publish(ctxT(t), "q..x", 1, client.Ack()); !errors.Is(err, client.ErrInvalidName) {
 		t.Fatalf("publish invalid: %v", err)
 	}
 	// A failing handler gets the message again, and does not see it again
@@ -372,11 +372,11 @@ func TestClientBasics(t *testing.T) {
 		}
 		close(done)
 		return nil
-	}, client.MaxInflight(1))
+	}, client.MaxUnacked(1))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := c.Publish(ctxT(t), "q.work", "job", client.WithAck()); err != nil {
+	if _, err := c.Publish(ctxT(t), "q.work", "job", client.Ack()); err != nil {
 		t.Fatal(err)
 	}
 	select {
@@ -415,7 +415,7 @@ func TestAckedPublishesBackToBack(t *testing.T) {
 	}
 	c := e.dial()
 	for i := range 1500 {
-		if _, err := c.Publish(ctxT(t), "p.x", i, client.WithAck()); err != nil {
+		if _, err := c.Publish(ctxT(t), "p.x", i, client.Ack()); err != nil {
 			t.Fatalf("publish %d: %v", i, err)
 		}
 	}

@@ -69,7 +69,7 @@ func ExampleBridge_Request() {
 		return
 	}
 	defer c.Close()
-	seq, _ := c.Publish(ctx, "chat.lobby", "hi", client.WithAck())
+	seq, _ := c.Publish(ctx, "chat.lobby", "hi", client.Ack())
 	fmt.Println("published seq", seq)
 	c.Join(ctx, "lobby")
 	members, _ := c.Presence(ctx, "lobby")

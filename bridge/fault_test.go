@@ -72,7 +72,7 @@ func TestFaultCuts(t *testing.T) {
 				})
 			}
 			dial := func(who string) *client.Client {
-				c, err := client.Dial(ctxT(t), p.URL(e.url), client.WithBackoff(time.Millisecond, 10*time.Millisecond), events(who))
+				c, err := client.Dial(ctxT(t), p.URL(e.url), client.ReconnectBackoff(time.Millisecond, 10*time.Millisecond), events(who))
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -93,7 +93,7 @@ func TestFaultCuts(t *testing.T) {
 					close(all)
 				}
 				return nil
-			}, client.MaxInflight(tc.inflight))
+			}, client.MaxUnacked(tc.inflight))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -114,7 +114,7 @@ func TestFaultCuts(t *testing.T) {
 			pad := strings.Repeat("x", 64)
 			for i := 1; i <= tc.total; i++ {
 				data := json.RawMessage(fmt.Sprintf(`{"i":%d,"pad":%q}`, i, pad))
-				seq, err := pub.Publish(ctx, "load.x", data, client.WithAck())
+				seq, err := pub.Publish(ctx, "load.x", data, client.Ack())
 				if err != nil {
 					t.Fatalf("publish %d: %v", i, err)
 				}
@@ -213,7 +213,7 @@ func TestFaultStalls(t *testing.T) {
 	healthy := e.dial()
 	check := func(t *testing.T) {
 		t.Helper()
-		if _, err := healthy.Publish(ctxT(t), "load.ok", 1, client.WithAck()); err != nil {
+		if _, err := healthy.Publish(ctxT(t), "load.ok", 1, client.Ack()); err != nil {
 			t.Fatalf("healthy client: %v", err)
 		}
 	}
@@ -277,7 +277,7 @@ func TestFaultCloseUnderLoad(t *testing.T) {
 			var delivered atomic.Int64
 			var clients []*client.Client
 			for i := range 20 {
-				c := e.dial(client.WithBackoff(10*time.Millisecond, 50*time.Millisecond))
+				c := e.dial(client.ReconnectBackoff(10*time.Millisecond, 50*time.Millisecond))
 				clients = append(clients, c)
 				if _, err := c.Subscribe(ctxT(t), "load.>", func(context.Context, *client.Message) error {
 					delivered.Add(1)
@@ -307,7 +307,7 @@ func TestFaultCloseUnderLoad(t *testing.T) {
 						default:
 						}
 						ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
-						c.Publish(ctx, "load.c"+strconv.Itoa(i), j, client.WithAck())
+						c.Publish(ctx, "load.c"+strconv.Itoa(i), j, client.Ack())
 						cancel()
 					}
 				})

@@ -168,7 +168,7 @@ func (h *hostile) hello(user string) (*rawConn, wire.Frame) {
 func (h *hostile) bystanderUnaffected(t *testing.T, quiet bool) {
 	t.Helper()
 	marker := "after " + t.Name()
-	if _, err := h.by.Publish(ctxT(t), "chat.bystander", marker, client.WithAck()); err != nil {
+	if _, err := h.by.Publish(ctxT(t), "chat.bystander", marker, client.Ack()); err != nil {
 		t.Fatalf("the bystander's publish: %v", err)
 	}
 	want, _ := json.Marshal(marker)

@@ -101,7 +101,7 @@ func TestAuthenticate(t *testing.T) {
 		}
 	}
 	// The identity reaches presence and Identity.
-	c := e.dial(client.WithHeader(http.Header{"Authorization": {"Bearer alice"}}))
+	c := e.dial(client.Header(http.Header{"Authorization": {"Bearer alice"}}))
 	if err := c.Join(ctxT(t), "lobby"); err != nil {
 		t.Fatal(err)
 	}

@@ -22,9 +22,9 @@ func bearer(r *http.Request) (bridge.Identity, error) {
 
 func as(user string) client.Option {
 	if user == "" {
-		return client.WithHeader(http.Header{})
+		return client.Header(http.Header{})
 	}
-	return client.WithHeader(http.Header{"Authorization": {"Bearer " + user}})
+	return client.Header(http.Header{"Authorization": {"Bearer " + user}})
 }
 
 // TestPublisherHeaders: every message a client publishes carries who
@@ -53,7 +53,7 @@ func TestPublisherHeaders(t *testing.T) {
 	}
 	for i, user := range []string{"alice", ""} {
 		pub := e.dial(as(user))
-		if _, err := pub.Publish(ctxT(t), "chat.room", "hi", client.Headers(forged), client.WithAck()); err != nil {
+		if _, err := pub.Publish(ctxT(t), "chat.room", "hi", client.Headers(forged), client.Ack()); err != nil {
 			t.Fatal(err)
 		}
 		want := map[string]string{bridge.HeaderSession: pub.SessionID(), "trace": "abc"}
@@ -129,10 +129,10 @@ func TestAuthorizeSessionID(t *testing.T) {
 	if _, err := out.Subscribe(ctxT(t), "chat.vip", h); !errors.Is(err, client.ErrForbidden) {
 		t.Errorf("the other session of the same identity: got %v, want forbidden", err)
 	}
-	if _, err := out.Publish(ctxT(t), "chat.vip", 1, client.WithAck()); !errors.Is(err, client.ErrForbidden) {
+	if _, err := out.Publish(ctxT(t), "chat.vip", 1, client.Ack()); !errors.Is(err, client.ErrForbidden) {
 		t.Errorf("publish from the other session: got %v, want forbidden", err)
 	}
-	if _, err := in.Publish(ctxT(t), "chat.vip", 1, client.WithAck()); err != nil {
+	if _, err := in.Publish(ctxT(t), "chat.vip", 1, client.Ack()); err != nil {
 		t.Errorf("publish from the session in the room: %v", err)
 	}
 	if _, err := out.Presence(ctxT(t), "vip"); err != nil {

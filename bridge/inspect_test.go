@@ -89,7 +89,7 @@ func TestDisconnect(t *testing.T) {
 func TestDisconnectGoClient(t *testing.T) {
 	e := newEnv(t, nil, bridge.Expose("d.>", bridge.Subscribe))
 	events := make(chan client.Event, 16)
-	c := e.dial(client.WithBackoff(time.Millisecond, 5*time.Millisecond),
+	c := e.dial(client.ReconnectBackoff(time.Millisecond, 5*time.Millisecond),
 		client.OnEvent(func(ev client.Event) { events <- ev }))
 	next := func() client.Event {
 		t.Helper()

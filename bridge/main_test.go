@@ -99,7 +99,7 @@ func TestSmoke(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	seq, err := c.Publish(ctxT(t), "chat.a", map[string]string{"text": "hi"}, client.WithAck())
+	seq, err := c.Publish(ctxT(t), "chat.a", map[string]string{"text": "hi"}, client.Ack())
 	if err != nil || seq != 1 {
 		t.Fatalf("publish: seq %d, err %v", seq, err)
 	}

@@ -414,9 +414,9 @@ func StrikeLimit(perSecond float64, burst int) Option { return rateOpt{true, per
 // (close code 4008) and resumes without loss. Default 1 MiB.
 func OutboundLimit(n int) Option { return intOpt{intOutbound, n} }
 
-// MaxInflight caps the "max_inflight" a client may ask for on a
+// MaxUnacked caps the "max_inflight" a client may ask for on a
 // subscription. Default 4096.
-func MaxInflight(n int) Option { return intOpt{intInflight, n} }
+func MaxUnacked(n int) Option { return intOpt{intInflight, n} }
 
 // MaxRequests sets how many client requests of one session may be in
 // progress at once. Default 16.

@@ -25,7 +25,7 @@ func TestRecoveryUnderCuts(t *testing.T) {
 	p := tcpproxy.New(t, strings.TrimPrefix(e.srv.URL, "http://"))
 	var connects, resumes atomic.Int64
 	c, err := client.Dial(ctxT(t), p.URL(e.url),
-		client.WithBackoff(2*time.Millisecond, 20*time.Millisecond),
+		client.ReconnectBackoff(2*time.Millisecond, 20*time.Millisecond),
 		client.OnEvent(func(ev client.Event) {
 			if ev.Type == client.Connected {
 				connects.Add(1)
@@ -62,7 +62,7 @@ func TestRecoveryUnderCuts(t *testing.T) {
 			close(all)
 		}
 		return nil
-	}, client.MaxInflight(64))
+	}, client.MaxUnacked(64))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -151,7 +151,7 @@ func TestCatchUpUnderLoad(t *testing.T) {
 				wg.Done()
 			}
 			return nil
-		}, client.MaxInflight(1+i%5))
+		}, client.MaxUnacked(1+i%5))
 		if err != nil {
 			t.Fatal(err)
 		}

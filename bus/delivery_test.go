@@ -421,7 +421,7 @@ func TestQueueGroupDeliversToExactlyOne(t *testing.T) {
 			mu.Unlock()
 			wg.Done()
 			return nil
-		}, bus.Queue("workers")); err != nil {
+		}, bus.QueueGroup("workers")); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -472,7 +472,7 @@ func TestVolatile(t *testing.T) {
 
 func TestDedupe(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		b := newBus(t, bus.WithDedupeWindow(time.Minute))
+		b := newBus(t, bus.DedupeWindow(time.Minute))
 		tp := newTopic[string](t, b, "d")
 		var got []string
 		tp.Subscribe(func(_ context.Context, m bus.Message[string]) error { got = append(got, m.Value); return nil })

@@ -44,7 +44,7 @@
 // after [MaxDeliver] attempts the message goes to "$dead.<topic>". With
 // [ManualAck] the handler settles the message itself with [Message.Ack],
 // [Message.Nack], [Message.Term] or extends it with [Message.InProgress].
-// [Volatile] asks for at-most-once delivery; [Queue] shares messages among
+// [Volatile] asks for at-most-once delivery; [QueueGroup] shares messages among
 // a group; [Durable] keeps a consumer's position across subscriptions and,
 // with a persistent [Store], restarts. Each subscription has a bounded
 // queue; [OnFull] chooses [Block], [DropOldest], [DropNewest] or

@@ -222,7 +222,7 @@ func startLoad(t *testing.T, b *bus.Bus, stop <-chan struct{}) *loadBus {
 		}
 		// Others: a queue group, a volatile one, several workers.
 		for range 2 {
-			tp.Subscribe(func(context.Context, bus.Message[int]) error { return nil }, bus.Queue("g"), bus.QueueSize(16))
+			tp.Subscribe(func(context.Context, bus.Message[int]) error { return nil }, bus.QueueGroup("g"), bus.QueueSize(16))
 		}
 		tp.Subscribe(func(context.Context, bus.Message[int]) error { return nil }, bus.Volatile(), bus.QueueSize(8))
 		tp.Subscribe(func(context.Context, bus.Message[int]) error { return nil }, bus.MaxInFlight(4))

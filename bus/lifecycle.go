@@ -55,7 +55,7 @@ func inHandler() bool {
 		f, more := frames.Next()
 		if i := strings.LastIndex(f.Function, "/bus."); i >= 0 {
 			switch f.Function[i+len("/bus."):] {
-			case "(*Subscription).work", "(*Handler).run":
+			case "(*Subscription).work", "(*Responder).run":
 				return true
 			}
 		}

@@ -155,10 +155,10 @@ type dedupeOpt struct{ d time.Duration }
 
 func (o dedupeOpt) applyBus(c *busConfig) { c.dedupe = o.d }
 
-// WithDedupeWindow sets how long a [PublisherID] is remembered: a second
+// DedupeWindow sets how long a [PublisherID] is remembered: a second
 // publish with the same id on the same topic within d returns the first
 // one's sequence number and delivers nothing. Default 2 minutes.
-func WithDedupeWindow(d time.Duration) Option { return dedupeOpt{d} }
+func DedupeWindow(d time.Duration) Option { return dedupeOpt{d} }
 
 type historyOpt struct {
 	n   int
@@ -291,7 +291,7 @@ func (o publisherIDOpt) applyPublish(c publishConfig) publishConfig {
 	return c
 }
 
-// PublisherID sets the message's de-duplication id (see [WithDedupeWindow]).
+// PublisherID sets the message's de-duplication id (see [DedupeWindow]).
 func PublisherID(id string) PublishOption { return publisherIDOpt{id} }
 
 type headersOpt struct{ h map[string]string }
@@ -378,9 +378,9 @@ type groupOpt struct{ g string }
 
 func (o groupOpt) applySubscribe(c *subscribeConfig) { c.group = o.g }
 
-// Queue puts the subscription in queue group g: each message goes to one
+// QueueGroup puts the subscription in queue group g: each message goes to one
 // member of the group (round robin over those with room).
-func Queue(g string) SubscribeOption { return groupOpt{g} }
+func QueueGroup(g string) SubscribeOption { return groupOpt{g} }
 
 type durableOpt struct{ name string }
 

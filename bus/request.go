@@ -62,10 +62,10 @@ func (o concurrencyOpt) applyHandle(c *handleConfig) { c.workers = o.n }
 // Concurrency sets how many requests one handler serves at once. Default 4.
 func Concurrency(n int) HandleOption { return concurrencyOpt{n} }
 
-// Handle serves the endpoint with h until the returned [Handler] is stopped
+// Handle serves the endpoint with h until the returned [Responder] is stopped
 // or the bus closes. h gets the requester's context: it ends when the
 // requester stops waiting.
-func (e *Endpoint[Req, Resp]) Handle(h func(ctx context.Context, req Req) (Resp, error), opts ...HandleOption) (*Handler, error) {
+func (e *Endpoint[Req, Resp]) Handle(h func(ctx context.Context, req Req) (Resp, error), opts ...HandleOption) (*Responder, error) {
 	hc := handleConfig{workers: 4, queue: 64}
 	for _, o := range opts {
 		o.applyHandle(&hc)
@@ -206,8 +206,8 @@ func (b *Bus) serveRemote(name string, set *endpointSet) {
 	}
 }
 
-// Handler is one handler serving an endpoint.
-type Handler struct {
+// Responder is one handler serving an endpoint.
+type Responder struct {
 	b     *Bus
 	name  string
 	serve func(context.Context, *request)
@@ -230,19 +230,19 @@ type request struct {
 type endpointSet struct {
 	types    [2]reflect.Type
 	mu       sync.Mutex
-	handlers []*Handler
+	handlers []*Responder
 	next     atomic.Uint32
 	remote   remoteServe
 }
 
-func (s *endpointSet) list() []*Handler {
+func (s *endpointSet) list() []*Responder {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.handlers
 }
 
-func (b *Bus) handle(name string, serve func(context.Context, *request), hc handleConfig) (*Handler, error) {
-	h := &Handler{b: b, name: name, serve: serve, reqs: make(chan *request, hc.queue), quit: make(chan struct{})}
+func (b *Bus) handle(name string, serve func(context.Context, *request), hc handleConfig) (*Responder, error) {
+	h := &Responder{b: b, name: name, serve: serve, reqs: make(chan *request, hc.queue), quit: make(chan struct{})}
 	b.mu.Lock()
 	if b.closed() {
 		b.mu.Unlock()
@@ -266,7 +266,7 @@ func (b *Bus) handle(name string, serve func(context.Context, *request), hc hand
 	return h, nil
 }
 
-func (h *Handler) run() {
+func (h *Responder) run() {
 	for {
 		select {
 		case r := <-h.reqs:
@@ -282,7 +282,7 @@ func (h *Handler) run() {
 	}
 }
 
-func (h *Handler) call(r *request) {
+func (h *Responder) call(r *request) {
 	defer func() {
 		if v := recover(); v != nil {
 			r.err = &HandlerError{Value: v}
@@ -294,7 +294,7 @@ func (h *Handler) call(r *request) {
 
 // Stop stops serving: requests not yet started fail with [ErrNoHandler];
 // Stop waits for the ones in progress. It may be called more than once.
-func (h *Handler) Stop() error {
+func (h *Responder) Stop() error {
 	h.b.mu.RLock()
 	set := h.b.endpoints[h.name]
 	h.b.mu.RUnlock()
@@ -318,10 +318,10 @@ func (h *Handler) Stop() error {
 	}
 }
 
-func (h *Handler) stop() { h.once.Do(func() { close(h.quit) }) }
+func (h *Responder) stop() { h.once.Do(func() { close(h.quit) }) }
 
-func slicesWithout(hs []*Handler, h *Handler) []*Handler {
-	out := make([]*Handler, 0, len(hs))
+func slicesWithout(hs []*Responder, h *Responder) []*Responder {
+	out := make([]*Responder, 0, len(hs))
 	for _, x := range hs {
 		if x != h {
 			out = append(out, x)

@@ -35,7 +35,7 @@ func TestFailoverExactlyOnceInOrder(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	connects := make(chan client.Event, 16)
-	c, err := client.Dial(ctx, urls[0], client.WithFallback(urls[1]), client.WithBackoff(20*time.Millisecond, 200*time.Millisecond),
+	c, err := client.Dial(ctx, urls[0], client.Fallback(urls[1]), client.ReconnectBackoff(20*time.Millisecond, 200*time.Millisecond),
 		client.OnEvent(func(ev client.Event) {
 			if ev.Type == client.Connected {
 				connects <- ev

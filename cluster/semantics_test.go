@@ -107,7 +107,7 @@ func TestQueueGroupOutlivesADeadNode(t *testing.T) {
 				mu.Unlock()
 			}
 			return nil
-		}, bus.Queue("workers")); err != nil {
+		}, bus.QueueGroup("workers")); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -93,7 +93,7 @@ func TestAdminRefusesWithoutHook(t *testing.T) {
 	}
 	// Its WebSocket refuses too.
 	_, err := client.Dial(ctxT(t), s.wsURL()[:len(s.wsURL())-len("/bus/")]+"/admin/ws/",
-		client.WithHeader(http.Header{"Authorization": {"Basic YWRtaW46czNjcmV0"}}))
+		client.Header(http.Header{"Authorization": {"Basic YWRtaW46czNjcmV0"}}))
 	if err == nil {
 		t.Error("the admin's WebSocket accepted a client without a hook")
 	}
@@ -145,10 +145,10 @@ func TestAdminPassword(t *testing.T) {
 	}
 	// The WebSocket refuses a wrong password.
 	base := strings.TrimSuffix(s.wsURL(), "/bus/")
-	if _, err := client.Dial(ctxT(t), base+"/admin/ws/", client.WithHeader(http.Header{"Authorization": {basic(adminUser, "wrong")}})); err == nil {
+	if _, err := client.Dial(ctxT(t), base+"/admin/ws/", client.Header(http.Header{"Authorization": {basic(adminUser, "wrong")}})); err == nil {
 		t.Error("the admin's WebSocket accepted a wrong password")
 	}
-	c, err := client.Dial(ctxT(t), base+"/admin/ws/", client.WithHeader(http.Header{"Authorization": {basic(adminUser, adminPass)}}))
+	c, err := client.Dial(ctxT(t), base+"/admin/ws/", client.Header(http.Header{"Authorization": {basic(adminUser, adminPass)}}))
 	if err != nil {
 		t.Fatalf("the admin's WebSocket refused the right password: %v", err)
 	}
@@ -343,7 +343,7 @@ func openAdminPage(t testing.TB, s *stack) *adminPage {
 	t.Helper()
 	p := &adminPage{wake: make(chan struct{}, 1)}
 	base := strings.TrimSuffix(s.wsURL(), "/bus/")
-	c, err := client.Dial(ctxT(t), base+"/admin/ws/", client.WithHeader(http.Header{"Authorization": {basic(adminUser, adminPass)}}))
+	c, err := client.Dial(ctxT(t), base+"/admin/ws/", client.Header(http.Header{"Authorization": {basic(adminUser, adminPass)}}))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -163,7 +163,7 @@ func TestMetricsAfterWorkload(t *testing.T) {
 	resp.Body.Close()
 	p := tcpproxy.New(t, strings.TrimPrefix(s.srv.URL, "http://"))
 	resumed := make(chan bool, 4)
-	c, err := client.Dial(ctx, p.URL(s.wsURL()), client.WithBackoff(5*time.Millisecond, 20*time.Millisecond),
+	c, err := client.Dial(ctx, p.URL(s.wsURL()), client.ReconnectBackoff(5*time.Millisecond, 20*time.Millisecond),
 		client.OnEvent(func(ev client.Event) {
 			if ev.Type == client.Connected {
 				resumed <- ev.Resumed
@@ -178,7 +178,7 @@ func TestMetricsAfterWorkload(t *testing.T) {
 		t.Fatal(err)
 	}
 	// One error frame: publishing to a topic that is not exposed.
-	if _, err := c.Publish(ctx, "secret", 1, client.WithAck()); err == nil {
+	if _, err := c.Publish(ctx, "secret", 1, client.Ack()); err == nil {
 		t.Fatal("publishing to a topic that is not exposed worked")
 	}
 	if p.Cut() != 1 {

@@ -40,16 +40,16 @@ type Client struct {
 	subs      map[string]*Subscription
 	rooms     map[string]struct{}
 	watches   map[string]func(PresenceEvent)
-	handlers  map[string]HandlerFunc
+	handlers  map[string]RequestHandler
 	pending   map[string]chan *wire.Frame
 	nextID    uint64
 	closed    bool
 	stopErr   error // why reconnecting stopped
 }
 
-// HandlerFunc serves a server request (see [Client.Handle]). Its result is
+// RequestHandler serves a server request (see [Client.Handle]). Its result is
 // encoded as JSON ([]byte and json.RawMessage are sent as they are).
-type HandlerFunc func(ctx context.Context, data json.RawMessage) (any, error)
+type RequestHandler func(ctx context.Context, data json.RawMessage) (any, error)
 
 // EventType says what an [Event] reports.
 type EventType int
@@ -121,7 +121,7 @@ func Dial(ctx context.Context, url string, opts ...Option) (*Client, error) {
 	c := &Client{
 		cfg: cfg, log: cfg.logger, instance: hex.EncodeToString(inst[:]),
 		up: make(chan struct{}), subs: make(map[string]*Subscription), rooms: make(map[string]struct{}),
-		watches: make(map[string]func(PresenceEvent)), handlers: make(map[string]HandlerFunc),
+		watches: make(map[string]func(PresenceEvent)), handlers: make(map[string]RequestHandler),
 		pending: make(map[string]chan *wire.Frame),
 	}
 	if c.log == nil {

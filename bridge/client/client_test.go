@@ -58,10 +58,10 @@ func TestDialErrors(t *testing.T) {
 	_, url = server(t, bridge.HelloAuth(func(context.Context, bridge.Identity, json.RawMessage) (bridge.Identity, error) {
 		return bridge.Identity{}, errors.New("bad token")
 	}))
-	if _, err := client.Dial(ctxT(t), url, client.WithAuth("x")); !errors.Is(err, client.ErrUnauthorized) {
+	if _, err := client.Dial(ctxT(t), url, client.Auth("x")); !errors.Is(err, client.ErrUnauthorized) {
 		t.Fatalf("hello refused: %v", err)
 	}
-	if _, err := client.Dial(ctxT(t), url, client.WithBackoff(0, 0)); err == nil {
+	if _, err := client.Dial(ctxT(t), url, client.ReconnectBackoff(0, 0)); err == nil {
 		t.Fatal("bad backoff accepted")
 	}
 }
@@ -98,7 +98,7 @@ func TestVolatileAndStart(t *testing.T) {
 	if _, err := c.Subscribe(ctxT(t), "t.*", func(_ context.Context, m *client.Message) error { vol <- m; return nil }, client.Volatile()); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := c.Publish(ctxT(t), "t.b", "v", client.Volatile(), client.WithAck()); err != nil {
+	if _, err := c.Publish(ctxT(t), "t.b", "v", client.Volatile(), client.Ack()); err != nil {
 		t.Fatal(err)
 	}
 	if m := <-vol; m.Seq != 0 || m.Topic != "t.b" || string(m.Data) != `"v"` {
@@ -156,7 +156,7 @@ func (r *restartable) restart(t *testing.T) {
 func TestAckNotInNewSession(t *testing.T) {
 	r := newRestartable(t, bridge.Expose("t.>", bridge.Subscribe))
 	connected := make(chan client.Event, 4)
-	c, err := client.Dial(ctxT(t), r.url, client.WithBackoff(time.Millisecond, 10*time.Millisecond),
+	c, err := client.Dial(ctxT(t), r.url, client.ReconnectBackoff(time.Millisecond, 10*time.Millisecond),
 		client.OnEvent(func(ev client.Event) {
 			if ev.Type == client.Connected {
 				connected <- ev
@@ -184,7 +184,7 @@ func TestAckNotInNewSession(t *testing.T) {
 			return errors.New("not yet")
 		}
 		return nil
-	}, client.MaxInflight(1))
+	}, client.MaxUnacked(1))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -231,7 +231,7 @@ func TestNewSessionJoinsBeforeSubscribing(t *testing.T) {
 			return nil
 		}))
 	events := make(chan client.Event, 16)
-	c, err := client.Dial(ctxT(t), r.url, client.WithBackoff(time.Millisecond, 10*time.Millisecond),
+	c, err := client.Dial(ctxT(t), r.url, client.ReconnectBackoff(time.Millisecond, 10*time.Millisecond),
 		client.OnEvent(func(ev client.Event) { events <- ev }))
 	if err != nil {
 		t.Fatal(err)
@@ -295,10 +295,10 @@ func TestAbsentMeansZero(t *testing.T) {
 	if _, err := c.Subscribe(ctxT(t), "t.empty", func(_ context.Context, m *client.Message) error { got <- m; return nil }); err != nil {
 		t.Fatalf("subscribe to a topic nothing was published to: %v", err)
 	}
-	if seq, err := c.Publish(ctxT(t), "t.empty", 1, client.Volatile(), client.WithAck()); err != nil || seq != 0 {
+	if seq, err := c.Publish(ctxT(t), "t.empty", 1, client.Volatile(), client.Ack()); err != nil || seq != 0 {
 		t.Errorf("volatile publish: seq %d, %v; want 0", seq, err)
 	}
-	if seq, err := c.Publish(ctxT(t), "t.empty", 2, client.WithAck()); err != nil || seq != 1 {
+	if seq, err := c.Publish(ctxT(t), "t.empty", 2, client.Ack()); err != nil || seq != 1 {
 		t.Errorf("publish: seq %d, %v; want 1", seq, err)
 	}
 	for _, want := range []uint64{0, 1} {

@@ -2,7 +2,7 @@
 // (docs/protocol.md): for Go services at the edge, tests and benchmarks.
 //
 //	c, err := client.Dial(ctx, "wss://example.com/bus/",
-//		client.WithHeader(http.Header{"Authorization": {"Bearer " + token}}))
+//		client.Header(http.Header{"Authorization": {"Bearer " + token}}))
 //	if err != nil {
 //		return err
 //	}
@@ -11,7 +11,7 @@
 //		fmt.Printf("%s: %s\n", m.Topic, m.Data)
 //		return nil // acknowledges; an error asks for a redelivery
 //	})
-//	seq, err := c.Publish(ctx, "chat.lobby", map[string]string{"text": "hi"}, client.WithAck())
+//	seq, err := c.Publish(ctx, "chat.lobby", map[string]string{"text": "hi"}, client.Ack())
 //
 // The client reconnects by itself with exponential backoff and jitter and
 // resumes its session: subscriptions, rooms and unacknowledged deliveries

@@ -10,7 +10,7 @@ var (
 	ErrClosed = errors.New("client: closed")
 
 	// ErrNotConnected is returned by Request and by Publish without
-	// WithAck while the client is reconnecting.
+	// Ack while the client is reconnecting.
 	ErrNotConnected = errors.New("client: not connected")
 
 	// ErrDisconnected is returned by Request when the connection dropped

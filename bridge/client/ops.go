@@ -33,9 +33,9 @@ func encodeData(v any) (json.RawMessage, error) {
 	return b, nil
 }
 
-// Publish publishes data (encoded as JSON) to topic. Without [WithAck] it
+// Publish publishes data (encoded as JSON) to topic. Without [Ack] it
 // returns once the frame is queued (ErrNotConnected while reconnecting).
-// With WithAck it waits for the server's confirmation, across reconnects
+// With Ack it waits for the server's confirmation, across reconnects
 // until ctx ends, and returns the message's sequence number (0 for a
 // volatile publish).
 func (c *Client) Publish(ctx context.Context, topic string, data any, opts ...PublishOption) (uint64, error) {
@@ -107,7 +107,7 @@ func (c *Client) Request(ctx context.Context, topic string, data any) (json.RawM
 
 // Handle serves server requests for topic (see the bridge's Request) with
 // h, one goroutine per request. Handle again to replace h; nil removes it.
-func (c *Client) Handle(topic string, h HandlerFunc) {
+func (c *Client) Handle(topic string, h RequestHandler) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if h == nil {
@@ -147,7 +147,7 @@ func (c *Client) serve(l *link, f *wire.Frame) {
 	}()
 }
 
-func safeServe(ctx context.Context, h HandlerFunc, data json.RawMessage) (v any, err error) {
+func safeServe(ctx context.Context, h RequestHandler, data json.RawMessage) (v any, err error) {
 	defer func() {
 		if p := recover(); p != nil {
 			err = fmt.Errorf("handler panicked: %v", p)

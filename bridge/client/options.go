@@ -27,32 +27,32 @@ type optFunc func(*config)
 
 func (f optFunc) applyClient(c *config) { f(c) }
 
-// WithHeader sends h with every WebSocket handshake (credentials for the
+// Header sends h with every WebSocket handshake (credentials for the
 // bridge's Authenticate hook, an Origin).
-func WithHeader(h http.Header) Option { return optFunc(func(c *config) { c.header = h.Clone() }) }
+func Header(h http.Header) Option { return optFunc(func(c *config) { c.header = h.Clone() }) }
 
-// WithAuth sends v, encoded as JSON, as the "auth" payload of every hello
+// Auth sends v, encoded as JSON, as the "auth" payload of every hello
 // (for the bridge's HelloAuth hook).
-func WithAuth(v any) Option { return optFunc(func(c *config) { c.auth = v }) }
+func Auth(v any) Option { return optFunc(func(c *config) { c.auth = v }) }
 
 // WithDialer dials with d. Default: a gorilla websocket.Dialer with a
 // 10-second handshake timeout.
 func WithDialer(d *websocket.Dialer) Option { return optFunc(func(c *config) { c.dialer = d }) }
 
-// WithBackoff sets the reconnect backoff: from min doubling to max, each
+// ReconnectBackoff sets the reconnect backoff: from min doubling to max, each
 // wait a random value between half and all of it. Default 100ms to 10s.
-func WithBackoff(min, max time.Duration) Option {
+func ReconnectBackoff(min, max time.Duration) Option {
 	return optFunc(func(c *config) { c.minBackoff, c.maxBackoff = min, max })
 }
 
-// WithFallback gives more bridges to connect to, for a cluster of nodes
+// Fallback gives more bridges to connect to, for a cluster of nodes
 // sharing a bus (package cluster): when a connection cannot be made, the
 // client tries the next URL, round robin, starting with Dial's. A session
 // lives in one node, so on another node the welcome says it was not
 // resumed, and the client restores its rooms and subscriptions from the
 // last positions it handled; positions mean the same on every node, so
 // nothing is missed on topics subscribed by name.
-func WithFallback(urls ...string) Option {
+func Fallback(urls ...string) Option {
 	return optFunc(func(c *config) { c.fallback = append(c.fallback, urls...) })
 }
 
@@ -79,24 +79,25 @@ type subFunc func(*subConfig)
 
 func (f subFunc) applySub(c *subConfig) { f(c) }
 
-// Volatile asks for at-most-once delivery: no acks, nothing kept for the
-// client while it is disconnected.
-func Volatile() interface {
+// DeliveryOption is accepted by both Subscribe and Publish.
+type DeliveryOption interface {
 	SubscribeOption
 	PublishOption
-} {
-	return volatileOpt{}
 }
+
+// Volatile asks for at-most-once delivery: no acks, nothing kept for the
+// client while it is disconnected.
+func Volatile() DeliveryOption { return volatileOpt{} }
 
 type volatileOpt struct{}
 
 func (volatileOpt) applySub(c *subConfig) { c.volatile = true }
 func (volatileOpt) applyPub(c *pubConfig) { c.volatile = true }
 
-// MaxInflight sets how many deliveries the server sends before waiting for
+// MaxUnacked sets how many deliveries the server sends before waiting for
 // acks. Default: the server's (256). 1 keeps strict order even when the
 // handler fails.
-func MaxInflight(n int) SubscribeOption { return subFunc(func(c *subConfig) { c.maxInflight = n }) }
+func MaxUnacked(n int) SubscribeOption { return subFunc(func(c *subConfig) { c.maxInflight = n }) }
 
 // AckWait sets how long the server waits for an ack before sending a
 // delivery again. Default: the server's (30s).
@@ -132,11 +133,11 @@ type pubFunc func(*pubConfig)
 
 func (f pubFunc) applyPub(c *pubConfig) { f(c) }
 
-// WithAck makes Publish wait for the server's confirmation and return the
+// Ack makes Publish wait for the server's confirmation and return the
 // message's sequence number. The publish carries a publisher id, so that
 // when the connection drops before the confirmation, Publish sends it again
 // after the reconnect without publishing it twice.
-func WithAck() PublishOption { return pubFunc(func(c *pubConfig) { c.ack = true }) }
+func Ack() PublishOption { return pubFunc(func(c *pubConfig) { c.ack = true }) }
 
 // To addresses the message to the members of rooms.
 func To(rooms ...string) PublishOption {
@@ -156,5 +157,5 @@ func Headers(h map[string]string) PublishOption {
 	return pubFunc(func(c *pubConfig) { c.headers = h })
 }
 
-// PublisherID sets the publish's de-duplication id (WithAck sets one).
+// PublisherID sets the publish's de-duplication id (Ack sets one).
 func PublisherID(id string) PublishOption { return pubFunc(func(c *pubConfig) { c.pid = id }) }

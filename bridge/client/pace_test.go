@@ -24,7 +24,7 @@ func TestPacedToServerRate(t *testing.T) {
 	errs := make(chan error, n)
 	for i := range n {
 		wg.Go(func() {
-			if _, err := c.Publish(ctxT(t), "load.x", i, client.WithAck()); err != nil {
+			if _, err := c.Publish(ctxT(t), "load.x", i, client.Ack()); err != nil {
 				errs <- err
 			}
 		})

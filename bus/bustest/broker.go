@@ -283,7 +283,7 @@ func testQueueGroup(t *testing.T, h BrokerHarness) {
 			got[m.Seq()] = append(got[m.Seq()], i)
 			mu.Unlock()
 			return nil
-		}, bus.Queue("workers")); err != nil {
+		}, bus.QueueGroup("workers")); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -123,9 +123,9 @@ func TestConnectNeedsSignIn(t *testing.T) {
 		if tc.cookie != "" {
 			h.Set("Cookie", tc.cookie)
 		}
-		opts := []client.Option{client.WithHeader(h)}
+		opts := []client.Option{client.Header(h)}
 		if tc.auth != nil {
-			opts = append(opts, client.WithAuth(tc.auth))
+			opts = append(opts, client.Auth(tc.auth))
 		}
 		c, err := client.Dial(ctx, ts.ws, opts...)
 		cancel()

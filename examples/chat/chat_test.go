@@ -95,7 +95,7 @@ func dial(t *testing.T, ts *testServer, name string) *user {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	cookie := signIn(t, ts, name, password(name))
-	c, err := client.Dial(ctx, ts.ws, client.WithHeader(http.Header{"Origin": {ts.base}, "Cookie": {cookie}}))
+	c, err := client.Dial(ctx, ts.ws, client.Header(http.Header{"Origin": {ts.base}, "Cookie": {cookie}}))
 	if err != nil {
 		t.Fatalf("dial as %s: %v", name, err)
 	}
@@ -139,7 +139,7 @@ func (u *user) enter(ctx context.Context, room string) {
 // it: the server does).
 func (u *user) say(ctx context.Context, room, text string) {
 	u.t.Helper()
-	if _, err := u.c.Publish(ctx, chatPrefix+room, map[string]string{"text": text}, client.WithAck()); err != nil {
+	if _, err := u.c.Publish(ctx, chatPrefix+room, map[string]string{"text": text}, client.Ack()); err != nil {
 		u.t.Fatalf("publish to %s: %v", room, err)
 	}
 }
@@ -239,7 +239,7 @@ func TestTwoClientsChat(t *testing.T) {
 	if !errors.Is(err, client.ErrForbidden) {
 		t.Errorf("carol subscribing to the lobby: got %v, want forbidden", err)
 	}
-	if _, err := carol.c.Publish(ctx, chatPrefix+"lobby", map[string]string{"text": "hi"}, client.WithAck()); !errors.Is(err, client.ErrForbidden) {
+	if _, err := carol.c.Publish(ctx, chatPrefix+"lobby", map[string]string{"text": "hi"}, client.Ack()); !errors.Is(err, client.ErrForbidden) {
 		t.Errorf("carol publishing to the lobby: got %v, want forbidden", err)
 	}
 
@@ -298,7 +298,7 @@ func TestTwoClientsChat(t *testing.T) {
 	}
 
 	// Not exposed to clients.
-	_, err = alice.c.Publish(ctx, adminTopic, map[string]string{"text": "hello all"}, client.WithAck())
+	_, err = alice.c.Publish(ctx, adminTopic, map[string]string{"text": "hello all"}, client.Ack())
 	if !errors.Is(err, client.ErrForbidden) {
 		t.Errorf("publish to %s: got %v, want forbidden", adminTopic, err)
 	}
@@ -318,7 +318,7 @@ func TestForgedSender(t *testing.T) {
 	alice.enter(ctx, "lobby")
 	bob.enter(ctx, "lobby")
 	forged := map[string]string{"from": "alice", "text": "I am alice"}
-	if _, err := bob.c.Publish(ctx, chatPrefix+"lobby", forged, client.WithAck(),
+	if _, err := bob.c.Publish(ctx, chatPrefix+"lobby", forged, client.Ack(),
 		client.Headers(map[string]string{client.HeaderUser: "alice"})); err != nil {
 		t.Fatal(err)
 	}
@@ -343,7 +343,7 @@ func TestAuthorizationPerSession(t *testing.T) {
 	if !errors.Is(err, client.ErrForbidden) {
 		t.Errorf("alice's other session subscribing to the lobby: got %v, want forbidden", err)
 	}
-	if _, err := elsewhere.c.Publish(ctx, chatPrefix+"lobby", map[string]string{"text": "hi"}, client.WithAck()); !errors.Is(err, client.ErrForbidden) {
+	if _, err := elsewhere.c.Publish(ctx, chatPrefix+"lobby", map[string]string{"text": "hi"}, client.Ack()); !errors.Is(err, client.ErrForbidden) {
 		t.Errorf("alice's other session publishing to the lobby: got %v, want forbidden", err)
 	}
 	inRoom.say(ctx, "lobby", "only here")
@@ -354,7 +354,7 @@ func TestAuthorizationPerSession(t *testing.T) {
 	if err := inRoom.c.Leave(ctx, "lobby"); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := inRoom.c.Publish(ctx, chatPrefix+"lobby", map[string]string{"text": "hi"}, client.WithAck()); !errors.Is(err, client.ErrForbidden) {
+	if _, err := inRoom.c.Publish(ctx, chatPrefix+"lobby", map[string]string{"text": "hi"}, client.Ack()); !errors.Is(err, client.ErrForbidden) {
 		t.Errorf("publishing after leaving the room: got %v, want forbidden", err)
 	}
 }

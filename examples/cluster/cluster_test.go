@@ -112,7 +112,7 @@ func dial(t *testing.T, ctx context.Context, page, name string) *user {
 	t.Helper()
 	ws := "ws://" + strings.TrimPrefix(page, "http://") + "bus/"
 	origin := strings.TrimSuffix(page, "/")
-	c, err := client.Dial(ctx, ws, client.WithHeader(http.Header{"Origin": {origin}, "Cookie": {signIn(t, ctx, page, name)}}))
+	c, err := client.Dial(ctx, ws, client.Header(http.Header{"Origin": {origin}, "Cookie": {signIn(t, ctx, page, name)}}))
 	if err != nil {
 		t.Fatalf("dial %s as %s: %v", ws, name, err)
 	}
@@ -166,7 +166,7 @@ func signIn(t *testing.T, ctx context.Context, page, name string) string {
 
 func (u *user) say(t *testing.T, ctx context.Context, text string) {
 	t.Helper()
-	if _, err := u.c.Publish(ctx, chatapp.ChatPrefix+"lobby", map[string]string{"text": text}, client.WithAck()); err != nil {
+	if _, err := u.c.Publish(ctx, chatapp.ChatPrefix+"lobby", map[string]string{"text": text}, client.Ack()); err != nil {
 		t.Fatalf("say %q: %v", text, err)
 	}
 }

@@ -464,7 +464,7 @@ func Soak(ctx context.Context, cfg SoakConfig, out io.Writer) (*SoakResult, erro
 func soakClient(ctx context.Context, url string, i, topics int, h client.Handler, onEvent func(client.Event)) (*client.Client, error) {
 	ctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
-	c, err := client.Dial(ctx, url, client.OnEvent(onEvent), client.WithBackoff(100*time.Millisecond, 2*time.Second))
+	c, err := client.Dial(ctx, url, client.OnEvent(onEvent), client.ReconnectBackoff(100*time.Millisecond, 2*time.Second))
 	if err != nil {
 		return nil, fmt.Errorf("soak: dial %d: %w", i, err)
 	}
