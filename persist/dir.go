@@ -90,18 +90,7 @@ func checkEmpty(dir string) error {
 // writeMarker writes the marker and syncs it and the directory, so that a
 // store never exists on disk without its marker.
 func writeMarker(dir, marker string) error {
-	f, err := os.OpenFile(marker, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
-	if err != nil {
-		return err
-	}
-	_, err = f.WriteString(markerText)
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
+	if err := writeSynced(marker, []byte(markerText)); err != nil {
 		return err
 	}
 	return syncDir(dir)
@@ -148,4 +137,21 @@ func dropEmptyLogs(dir string) error {
 		}
 	}
 	return nil
+}
+
+// writeSynced writes data to the file name, replacing what it held, and
+// fsyncs it.
+func writeSynced(name string, data []byte) error {
+	f, err := os.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
+	if err != nil {
+		return err
+	}
+	_, err = f.Write(data)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return err
 }

@@ -116,21 +116,6 @@ func repairManifest(dir string, cfg *config) ([]uint64, error) {
 	return dropped, syncDir(dir)
 }
 
-func writeSynced(name string, data []byte) error {
-	f, err := os.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
-	if err != nil {
-		return err
-	}
-	_, err = f.Write(data)
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	return err
-}
-
 // recoverTails drops every topic's torn tail: the records at the end of its
 // log that cannot be read, after the last one that can. A synced store
 // never acknowledged them (see above). A buffered one may have, and its
